@@ -1,0 +1,21 @@
+"""keras-vae: variational autoencoders whose β is explicit, scheduled and measured.
+
+Rate (KL, nats per image) and distortion (negative log-likelihood, nats per
+image) are reported separately; β weights the rate in the loss.
+"""
+
+from keras_vae import callbacks, likelihoods, schedules
+from keras_vae.architectures import build_conv_vae, build_decoder, build_encoder
+from keras_vae.vae import VAE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "build_conv_vae",
+    "build_decoder",
+    "build_encoder",
+    "callbacks",
+    "likelihoods",
+    "schedules",
+]

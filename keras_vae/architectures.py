@@ -1,0 +1,77 @@
+"""Convolutional encoder/decoder pairs for images of any H×W×C."""
+
+import keras
+
+from keras_vae import likelihoods as likelihoods_lib
+from keras_vae.vae import VAE
+
+
+def _check_image_shape(input_shape, depth):
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with 1 or 3 channels, "
+            f"got {tuple(input_shape)}."
+        )
+    factor = 2**depth
+    bad = [side for side in input_shape[:2] if side % factor or side < factor]
+    if bad:
+        side = bad[0]
+        lower = max(factor, side - side % factor)
+        raise ValueError(
+            f"Image side {side} is not divisible by 2**{depth} = {factor} (one halving "
+            f"per entry of filters): use a size such as {lower} or {lower + factor}, "
+            "or pass fewer filters."
+        )
+
+
+def build_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=4, name="encoder"):
+    """Strided convolutions, each halving H and W, then a dense layer to 2·latent_dim."""
+    _check_image_shape(input_shape, len(filters))
+    x = inputs = keras.Input(shape=tuple(input_shape), name="image")
+    for width in filters:
+        x = keras.layers.Conv2D(width, kernel_size, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(2 * latent_dim, name="posterior_params")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_decoder(output_shape, latent_dim, filters=(32, 64), kernel_size=4, name="decoder"):
+    """The encoder's mirror image: dense, then transposed convolutions doubling H and W."""
+    _check_image_shape(output_shape, len(filters))
+    height, width, channels = output_shape
+    factor = 2 ** len(filters)
+    x = inputs = keras.Input(shape=(latent_dim,), name="z")
+    x = keras.layers.Dense(height // factor * (width // factor) * filters[-1], activation="relu")(x)
+    x = keras.layers.Reshape((height // factor, width // factor, filters[-1]))(x)
+    for width_ in reversed(filters):
+        x = keras.layers.Conv2DTranspose(
+            width_, kernel_size, strides=2, padding="same", activation="relu"
+        )(x)
+    outputs = keras.layers.Conv2D(channels, 3, padding="same", name="likelihood_params")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_conv_vae(
+    input_shape,
+    latent_dim=16,
+    likelihood="bernoulli",
+    filters=(32, 64),
+    kernel_size=4,
+    **vae_kwargs,
+):
+    """A `VAE` with a symmetric convolutional encoder and decoder.
+
+    Args:
+        input_shape: (H, W, C) with C = 1 or 3 and H, W divisible by
+            2**len(filters).
+        latent_dim: size of z.
+        likelihood: a `Likelihood` or its name (see `likelihoods.get`).
+        filters: channel widths of the strided convolutions, one halving each.
+        kernel_size: convolution kernel size.
+        **vae_kwargs: passed to `VAE` (beta, prior, kl, free_bits, ...).
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    filters = tuple(int(f) for f in filters)
+    encoder = build_encoder(input_shape, latent_dim, filters, kernel_size)
+    decoder = build_decoder(input_shape, latent_dim, filters, kernel_size)
+    return VAE(encoder, decoder, likelihoods_lib.get(likelihood), **vae_kwargs)

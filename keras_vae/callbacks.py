@@ -1,0 +1,212 @@
+"""Callbacks that set β during `fit`: a scheduler and two feedback controllers.
+
+All of them only *write* `model.beta` (or `model.capacity`); the model reads it
+in its train step. The scheduler evaluates a pure schedule at the optimizer's
+step; the controllers react to the measured rate or distortion and keep their
+state in public attributes, serialized by `get_config`.
+"""
+
+import math
+
+import keras
+
+from keras_vae import schedules as schedules_lib
+
+_PACKAGE = "keras_vae"
+
+
+class _BetaWriter(keras.callbacks.Callback):
+    """Shared plumbing: which model variable to write, and writing it."""
+
+    def __init__(self, target="beta"):
+        super().__init__()
+        if target not in ("beta", "capacity"):
+            raise ValueError(f"target must be 'beta' or 'capacity', got {target!r}.")
+        self.target = target
+
+    def _write(self, value):
+        getattr(self.model, self.target).assign(float(value))
+
+    def _step(self):
+        # The optimizer's step counter is the one true step: `batch` restarts
+        # every epoch and jumps by steps_per_execution.
+        return int(self.model.optimizer.iterations.numpy())
+
+    def get_config(self):
+        return {"target": self.target}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BetaScheduler(_BetaWriter):
+    """Writes `schedule(step)` into `model.beta` before each batch (or epoch).
+
+    Args:
+        schedule: a `keras_vae.schedules.BetaSchedule`, a number, or a config.
+        update: "batch" (schedule of the optimizer step) or "epoch" (schedule
+            of the epoch index).
+        target: "beta", or "capacity" to schedule C of the capacity objective.
+
+    With `steps_per_execution = k > 1` Keras runs k steps per callback, so β
+    is written at steps 0, k, 2k, ... and held for k steps; the step read
+    from the optimizer never drifts.
+    """
+
+    def __init__(self, schedule, update="batch", target="beta"):
+        super().__init__(target)
+        if update not in ("batch", "epoch"):
+            raise ValueError(f"update must be 'batch' or 'epoch', got {update!r}.")
+        self.schedule = schedules_lib.get(schedule)
+        self.update = update
+
+    def on_train_begin(self, logs=None):
+        self._write(self.schedule(self._step() if self.update == "batch" else 0))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.update == "batch":
+            self._write(self.schedule(self._step()))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.update == "epoch":
+            self._write(self.schedule(epoch))
+
+    def get_config(self):
+        return {
+            "schedule": schedules_lib.serialize(self.schedule),
+            "update": self.update,
+            "target": self.target,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class KLTargetController(_BetaWriter):
+    """ControlVAE's PI controller (Shao et al. 2020): drive the rate to a set point.
+
+    After each batch, with error e = target_rate − rate (nats):
+        β = kp / (1 + exp(e)) − ki·Σe + beta_min, clipped to [beta_min, beta_max].
+    A rate above target (e < 0) raises β; below target lowers it. The integral
+    only accumulates while β is inside its range (anti-windup).
+
+    State, in the open: `integral` (nats·steps), `beta`, `last_error`.
+    """
+
+    def __init__(
+        self,
+        target_rate,
+        kp=0.01,
+        ki=0.0001,
+        beta_min=0.0,
+        beta_max=1.0,
+        integral=0.0,
+        beta=None,
+        last_error=0.0,
+    ):
+        super().__init__("beta")
+        if beta_min > beta_max:
+            raise ValueError(f"beta_min {beta_min} > beta_max {beta_max}.")
+        self.target_rate, self.kp, self.ki = float(target_rate), float(kp), float(ki)
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+        self.integral = float(integral)
+        self.beta = beta_min if beta is None else float(beta)
+        self.last_error = float(last_error)
+
+    def update(self, rate):
+        """One controller step from the measured rate (nats); returns the new β."""
+        error = self.target_rate - float(rate)
+        # exp overflows for errors above ~700 nats; the P term is 0 there.
+        p_term = self.kp / (1.0 + math.exp(min(error, 700.0)))
+        beta = p_term - self.ki * (self.integral + error) + self.beta_min
+        if self.beta_min <= beta <= self.beta_max:
+            self.integral += error
+        self.beta = min(max(beta, self.beta_min), self.beta_max)
+        self.last_error = error
+        return self.beta
+
+    def on_train_begin(self, logs=None):
+        self._write(self.beta)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._write(self.update(self.model.batch_rate.numpy()))
+
+    def get_config(self):
+        return {
+            "target_rate": self.target_rate,
+            "kp": self.kp,
+            "ki": self.ki,
+            "beta_min": self.beta_min,
+            "beta_max": self.beta_max,
+            "integral": self.integral,
+            "beta": self.beta,
+            "last_error": self.last_error,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GECO(_BetaWriter):
+    """GECO (Rezende & Viola 2018): minimise the rate subject to distortion ≤ tolerance.
+
+    The Lagrangian rate + λ·(distortion − tolerance), divided by λ, is our loss
+    with β = 1/λ. After each batch the constraint C = distortion − tolerance
+    (nats) enters a moving average C̄ ← α·C̄ + (1 − α)·C and
+    λ ← λ·exp(step_size·C̄): λ grows (β falls) while reconstructions are worse
+    than the tolerance. β = 1/λ is clipped to [beta_min, beta_max].
+
+    State, in the open: `lagrange_multiplier` (λ), `moving_average` (C̄, nats).
+    """
+
+    def __init__(
+        self,
+        tolerance,
+        alpha=0.99,
+        step_size=1e-3,
+        beta_min=1e-4,
+        beta_max=1.0,
+        lagrange_multiplier=1.0,
+        moving_average=None,
+    ):
+        super().__init__("beta")
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
+        self.tolerance, self.alpha, self.step_size = float(tolerance), float(alpha), float(step_size)
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+        self.lagrange_multiplier = float(lagrange_multiplier)
+        self.moving_average = None if moving_average is None else float(moving_average)
+
+    @property
+    def beta(self):
+        return min(max(1.0 / self.lagrange_multiplier, self.beta_min), self.beta_max)
+
+    def update(self, distortion):
+        """One multiplier step from the measured distortion (nats); returns β."""
+        constraint = float(distortion) - self.tolerance
+        if self.moving_average is None:
+            self.moving_average = constraint
+        else:
+            self.moving_average = self.alpha * self.moving_average + (1 - self.alpha) * constraint
+        step = max(min(self.step_size * self.moving_average, 50.0), -50.0)
+        # Keep λ inside the range that β's clip allows, so it cannot wind up.
+        self.lagrange_multiplier = min(
+            max(self.lagrange_multiplier * math.exp(step), 1.0 / self.beta_max),
+            1.0 / self.beta_min,
+        )
+        return self.beta
+
+    def on_train_begin(self, logs=None):
+        self._write(self.beta)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._write(self.update(self.model.batch_distortion.numpy()))
+
+    def get_config(self):
+        return {
+            "tolerance": self.tolerance,
+            "alpha": self.alpha,
+            "step_size": self.step_size,
+            "beta_min": self.beta_min,
+            "beta_max": self.beta_max,
+            "lagrange_multiplier": self.lagrange_multiplier,
+            "moving_average": self.moving_average,
+        }

@@ -1,0 +1,186 @@
+"""β schedules: pure, serializable functions of the training step.
+
+A schedule maps the optimizer step (counted from 0) to a value of β, like
+Keras's learning-rate schedules map a step to a learning rate. It holds no
+state; `keras_vae.callbacks.BetaScheduler` writes its value into `model.beta`.
+The same schedules drive the capacity C(step) of the capacity objective.
+
+Schedules accept an int or a numpy array of steps, so a whole curve can be
+plotted with `schedule(np.arange(n))`.
+"""
+
+import keras
+import numpy as np
+
+_PACKAGE = "keras_vae"
+
+
+class BetaSchedule:
+    """Base class: `schedule(step) -> β` with `get_config`/`from_config`."""
+
+    def __call__(self, step):
+        step = np.asarray(step, dtype="float64")
+        if np.any(step < 0):
+            raise ValueError(f"Schedule step must be >= 0, got {step.min():g}.")
+        value = self.evaluate(step)
+        return float(value) if value.ndim == 0 else value
+
+    def evaluate(self, step):
+        """β at `step`, a float64 array; implemented by subclasses."""
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+def _ramp(start, stop, fraction):
+    """Linear interpolation from start to stop, fraction clipped to [0, 1]."""
+    return start + (stop - start) * np.clip(fraction, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Constant(BetaSchedule):
+    """β = value at every step."""
+
+    def __init__(self, value=1.0):
+        self.value = float(value)
+
+    def evaluate(self, step):
+        return np.full_like(step, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LinearWarmup(BetaSchedule):
+    """β = start for `delay_steps`, then a linear ramp to `stop` over `warmup_steps`.
+
+    KL annealing (Bowman et al. 2016): with β small early on the decoder learns
+    to use z before the KL term pulls the posterior onto the prior.
+    """
+
+    def __init__(self, start=0.0, stop=1.0, warmup_steps=1000, delay_steps=0):
+        if warmup_steps <= 0:
+            raise ValueError(f"warmup_steps must be > 0, got {warmup_steps}.")
+        if delay_steps < 0:
+            raise ValueError(f"delay_steps must be >= 0, got {delay_steps}.")
+        self.start, self.stop = float(start), float(stop)
+        self.warmup_steps, self.delay_steps = int(warmup_steps), int(delay_steps)
+
+    def evaluate(self, step):
+        return _ramp(self.start, self.stop, (step - self.delay_steps) / self.warmup_steps)
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "stop": self.stop,
+            "warmup_steps": self.warmup_steps,
+            "delay_steps": self.delay_steps,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Cyclical(BetaSchedule):
+    """Cyclical annealing (Fu et al. 2019): repeat a ramp-then-hold every `period`.
+
+    Within each period of `period` steps, β rises linearly from `start` to
+    `stop` over the first `ratio` of the period, then stays at `stop`.
+    """
+
+    def __init__(self, period=1000, ratio=0.5, start=0.0, stop=1.0):
+        if period <= 0:
+            raise ValueError(f"period must be > 0, got {period}.")
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}.")
+        self.period, self.ratio = int(period), float(ratio)
+        self.start, self.stop = float(start), float(stop)
+
+    def evaluate(self, step):
+        tau = np.mod(step, self.period) / self.period
+        return _ramp(self.start, self.stop, tau / self.ratio)
+
+    def get_config(self):
+        return {
+            "period": self.period,
+            "ratio": self.ratio,
+            "start": self.start,
+            "stop": self.stop,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Sigmoid(BetaSchedule):
+    """Logistic warm-up (Bowman et al. 2016): β = start + (stop − start)·σ((step − midpoint)/width).
+
+    `midpoint_steps` is where β is half-way; `width_steps` sets how fast it
+    rises (from 12 % to 88 % of the way in 4·width steps).
+    """
+
+    def __init__(self, start=0.0, stop=1.0, midpoint_steps=1000, width_steps=100):
+        if width_steps <= 0:
+            raise ValueError(f"width_steps must be > 0, got {width_steps}.")
+        self.start, self.stop = float(start), float(stop)
+        self.midpoint_steps, self.width_steps = int(midpoint_steps), float(width_steps)
+
+    def evaluate(self, step):
+        t = (step - self.midpoint_steps) / self.width_steps
+        return self.start + (self.stop - self.start) / (1.0 + np.exp(-t))
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "stop": self.stop,
+            "midpoint_steps": self.midpoint_steps,
+            "width_steps": self.width_steps,
+        }
+
+
+_NAMES = {
+    "constant": Constant,
+    "linear": LinearWarmup,
+    "linear_warmup": LinearWarmup,
+    "cyclical": Cyclical,
+    "sigmoid": Sigmoid,
+}
+
+
+def serialize(schedule):
+    return keras.saving.serialize_keras_object(schedule)
+
+
+def deserialize(config):
+    return keras.saving.deserialize_keras_object(config)
+
+
+def get(identifier, **kwargs):
+    """A schedule from an instance, a number (constant), a config or a name.
+
+    `get("linear", warmup_steps=500)` builds `LinearWarmup(warmup_steps=500)`.
+    """
+    if isinstance(identifier, BetaSchedule):
+        return identifier
+    if isinstance(identifier, int | float):
+        return Constant(identifier)
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str) and identifier.lower() in _NAMES:
+        cls = _NAMES[identifier.lower()]
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise ValueError(f"Bad parameters for the {identifier!r} schedule: {err}.") from None
+    raise ValueError(
+        f"Unknown beta schedule {identifier!r}: use one of {sorted(_NAMES)}."
+    )

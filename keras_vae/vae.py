@@ -1,0 +1,284 @@
+"""The β-VAE model: loss = distortion + β·rate, both in nats per image.
+
+distortion = −E_q(z|x)[log p(x|z)]  summed over pixels and channels,
+rate       = KL(q(z|x) ‖ p(z))      summed over latent dimensions,
+each averaged over the batch. With β = 1 the loss is the negative ELBO
+(Kingma & Welling 2014); other β trade reconstruction against the rate
+(Higgins et al. 2017; Alemi et al. 2018), and `elbo` is always reported at
+β = 1 so runs with different β compare.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae import likelihoods as likelihoods_lib
+
+tfd = tfp.distributions
+
+_PACKAGE = "keras_vae"
+_METRICS = ("loss", "distortion", "rate", "elbo")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VAE(keras.Model):
+    """A variational autoencoder with an explicit, scheduled β.
+
+    Args:
+        encoder: Keras model, images [B, H, W, C] -> [B, 2·latent_dim]: the
+            posterior mean, then the log-variance, of a diagonal Gaussian q(z|x).
+        decoder: Keras model, [B, latent_dim] -> [B, H, W, C] parameters of
+            p(x|z) (logits for Bernoulli, pre-sigmoid mean for Gaussian).
+        likelihood: a `keras_vae.likelihoods.Likelihood` or its name.
+        prior: None for N(0, I), or a factorised TFP distribution with batch
+            shape [latent_dim] (e.g. `tfd.Laplace(tf.zeros(d), tf.ones(d))`).
+        beta: initial β; held in the non-trainable variable `model.beta`,
+            which callbacks set during training.
+        kl: "analytic" (`tfd.kl_divergence`), "mc" (single-sample Monte-Carlo
+            estimate log q(z|x) − log p(z)) or "auto" (analytic where TFP has it).
+        free_bits: KL floor λ per latent dimension, nats (Kingma et al. 2016):
+            the loss uses Σ_d max(λ, E_batch KL_d); the reported rate does not.
+        objective: "beta" for distortion + β·rate, or "capacity" for
+            distortion + β·|rate − C| (Burgess et al. 2018), with C in the
+            variable `model.capacity`, nats, set by a scheduler callback.
+        seed: seed of the sampler of z, for reproducible training.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        likelihood="bernoulli",
+        prior=None,
+        beta=1.0,
+        kl="auto",
+        free_bits=0.0,
+        objective="beta",
+        capacity=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kl not in ("analytic", "mc", "auto"):
+            raise ValueError(f"kl must be 'analytic', 'mc' or 'auto', got {kl!r}.")
+        if objective not in ("beta", "capacity"):
+            raise ValueError(f"objective must be 'beta' or 'capacity', got {objective!r}.")
+        if free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0 nats, got {free_bits}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihoods_lib.get(likelihood)
+        self.image_shape = tuple(encoder.input_shape[1:])
+        self.latent_dim = int(decoder.input_shape[-1])
+        self._check_shapes()
+        self.prior = prior if prior is not None else tfd.Normal(
+            loc=tf.zeros(self.latent_dim), scale=tf.ones(self.latent_dim)
+        )
+        self._prior_is_default = prior is None
+        self.kl, self.free_bits, self.objective = kl, float(free_bits), objective
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.beta = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(float(beta)),
+            trainable=False, name="beta",
+        )
+        self.capacity = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(float(capacity)),
+            trainable=False, name="capacity",
+        )
+        # The last training batch's rate and distortion: what feedback
+        # controllers read (the logged metrics are running epoch means).
+        self.batch_rate = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="batch_rate"
+        )
+        self.batch_distortion = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="batch_distortion"
+        )
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in _METRICS}
+        self.built = True
+
+    def _check_shapes(self):
+        enc_out = self.encoder.output_shape[-1]
+        if enc_out != 2 * self.latent_dim:
+            raise ValueError(
+                f"The encoder outputs {enc_out} values but the decoder takes "
+                f"latent_dim={self.latent_dim}: the encoder must output "
+                f"2·latent_dim = {2 * self.latent_dim} (posterior mean, then log-variance)."
+            )
+        dec_out = tuple(self.decoder.output_shape[1:])
+        if dec_out != self.image_shape:
+            raise ValueError(
+                f"The decoder outputs shape {dec_out} but the encoder takes images "
+                f"of shape {self.image_shape}: the {type(self.likelihood).__name__} "
+                "likelihood needs one decoder output per pixel and channel."
+            )
+
+    # -- Distributions ---------------------------------------------------------
+
+    def _prior(self):
+        return tfd.Independent(self.prior, reinterpreted_batch_ndims=1)
+
+    def encode(self, x, training=False):
+        """q(z|x): a diagonal Gaussian, event shape [latent_dim]."""
+        return tfd.Independent(self._posterior_factors(x, training), 1)
+
+    def _posterior_factors(self, x, training=False):
+        loc, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        return tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_var))
+
+    def decode(self, z, training=False):
+        """p(x|z): the likelihood distribution, event shape [H, W, C]."""
+        return self.likelihood.distribution(self.decoder(z, training=training))
+
+    def call(self, x, training=False):
+        """Reconstruction: the likelihood mean at the posterior mean, in [0, 1]."""
+        loc, _ = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        return self.likelihood.mean(self.decoder(loc, training=training))
+
+    def sample(self, n, seed=None):
+        """n decoded prior samples (likelihood means), shape [n, H, W, C]."""
+        # A [seed, 0] pair makes TFP sample statelessly: same seed, same z.
+        z = self._prior().sample(n, seed=None if seed is None else [int(seed), 0])
+        return self.likelihood.mean(self.decoder(z, training=False))
+
+    # -- Loss ------------------------------------------------------------------
+
+    def kl_per_dim(self, q, z):
+        """KL(q ‖ p) per latent dimension, nats, shape [B, latent_dim]."""
+        if self.kl != "mc":
+            try:
+                return tfd.kl_divergence(q, self.prior)
+            except NotImplementedError:
+                if self.kl == "analytic":
+                    raise ValueError(
+                        f"TFP has no analytic KL from Normal to {type(self.prior).__name__}: "
+                        "use kl='mc' or kl='auto'."
+                    ) from None
+        # Single-sample Monte-Carlo estimate, unbiased: E_q[log q(z) − log p(z)].
+        return q.log_prob(z) - self.prior.log_prob(z)
+
+    def compute_terms(self, x, training=False):
+        """Per-batch loss terms, nats per image (batch means)."""
+        q = self._posterior_factors(x, training)
+        eps = keras.random.normal(tf.shape(q.loc), seed=self.seed_generator)
+        z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
+        params = self.decoder(z, training=training)
+        distortion = tf.reduce_mean(self.likelihood.nll(x, params))
+        kl = self.kl_per_dim(q, z)
+        rate = tf.reduce_mean(tf.reduce_sum(kl, axis=-1))
+        penalty = rate
+        if self.free_bits > 0:
+            penalty = tf.reduce_sum(tf.maximum(tf.reduce_mean(kl, axis=0), self.free_bits))
+        if self.objective == "capacity":
+            penalty = tf.abs(penalty - self.capacity)
+        beta = tf.cast(self.beta, distortion.dtype)
+        return {
+            "loss": distortion + beta * penalty,
+            "distortion": distortion,
+            "rate": rate,
+            "elbo": -(distortion + rate),
+        }
+
+    def train_step(self, data):
+        x = _images(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(x, training=True)
+        grads = tape.gradient(terms["loss"], self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        self.batch_rate.assign(terms["rate"])
+        self.batch_distortion.assign(terms["distortion"])
+        return self._log(terms)
+
+    def test_step(self, data):
+        return self._log(self.compute_terms(_images(data), training=False))
+
+    def predict_step(self, data):
+        return self(_images(data), training=False)
+
+    def _log(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        logs = {name: t.result() for name, t in self.trackers.items()}
+        logs["beta"] = tf.identity(self.beta)
+        return logs
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # -- Input checks: one-line errors before TensorFlow sees bad data ------
+
+    def check_input(self, x):
+        """Raises a one-line ValueError if `x` cannot be this model's data."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            self._check_shape(tuple(spec.shape[1:]))
+        elif isinstance(x, np.ndarray | tf.Tensor):
+            self._check_shape(tuple(x.shape[1:]))
+            if x.size:
+                self.likelihood.check_data(float(np.min(x)), float(np.max(x)))
+
+    def _check_shape(self, shape):
+        if tuple(shape) != self.image_shape:
+            raise ValueError(
+                f"This VAE takes images of shape {self.image_shape} (H, W, C), got "
+                f"{tuple(shape)}: resize the images or build the model for this shape."
+            )
+
+    def fit(self, x=None, *args, **kwargs):
+        self.check_input(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self.check_input(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self.check_input(x)
+        return super().predict(x, *args, **kwargs)
+
+    # -- Serialization -----------------------------------------------------
+
+    def get_config(self):
+        if not self._prior_is_default:
+            prior = {
+                "class_name": type(self.prior).__name__,
+                "parameters": {
+                    k: np.asarray(v).tolist()
+                    for k, v in self.prior.parameters.items()
+                    if tf.is_tensor(v) or isinstance(v, np.ndarray | float | int)
+                },
+            }
+        else:
+            prior = None
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "likelihood": keras.saving.serialize_keras_object(self.likelihood),
+            "prior": prior,
+            "beta": float(self.beta.numpy()),
+            "kl": self.kl,
+            "free_bits": self.free_bits,
+            "objective": self.objective,
+            "capacity": float(self.capacity.numpy()),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "likelihood"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        prior = config.get("prior")
+        if prior is not None:
+            params = {k: tf.constant(v, dtype="float32") for k, v in prior["parameters"].items()}
+            config["prior"] = getattr(tfd, prior["class_name"])(**params)
+        return cls(**config)
+
+
+def _images(data):
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x

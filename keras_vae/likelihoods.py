@@ -129,7 +129,7 @@ class Gaussian(Likelihood):
         self.min_log_sigma = float(min_log_sigma)
         if sigma in ("learned", "optimal"):
             # Learned: trained by gradient descent from σ = 1. Optimal: holds
-            # the last training batch's σ*, used when decoding without data.
+            # the last batch's σ*, used when decoding without data.
             self.log_sigma = self.add_weight(
                 shape=(),
                 initializer="zeros",

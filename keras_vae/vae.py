@@ -90,10 +90,12 @@ class VAE(keras.Model):
         # The last training batch's rate and distortion: what feedback
         # controllers read (the logged metrics are running epoch means).
         self.batch_rate = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="batch_rate"
+            shape=(), initializer="zeros", trainable=False, name="batch_rate",
+            aggregation="mean",
         )
         self.batch_distortion = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="batch_distortion"
+            shape=(), initializer="zeros", trainable=False, name="batch_distortion",
+            aggregation="mean",
         )
         self.trackers = {n: keras.metrics.Mean(name=n) for n in _METRICS}
         self.built = True
@@ -184,7 +186,11 @@ class VAE(keras.Model):
         x = _images(data)
         with tf.GradientTape() as tape:
             terms = self.compute_terms(x, training=True)
-        grads = tape.gradient(terms["loss"], self.trainable_weights)
+            # Replicas' gradients are summed: scale so the sum is the
+            # gradient of the global batch mean, as Keras's own losses do.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = terms["loss"] / replicas if replicas > 1 else terms["loss"]
+        grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         self.batch_rate.assign(terms["rate"])
         self.batch_distortion.assign(terms["distortion"])

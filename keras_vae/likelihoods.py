@@ -193,11 +193,15 @@ def get(identifier):
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
-        name = identifier.lower().replace("-", "_")
-        if name.startswith("gaussian:"):
-            return Gaussian(sigma=float(name.split(":", 1)[1]))
-        if name in _NAMES:
+        name, _, sigma = identifier.lower().partition(":")
+        name = name.replace("-", "_")
+        if not sigma and name in _NAMES:
             return _NAMES[name]()
+        if name == "gaussian" and sigma:
+            try:
+                return Gaussian(sigma=float(sigma))
+            except ValueError:
+                pass
     raise ValueError(
         f"Unknown likelihood {identifier!r}: use one of {sorted(_NAMES)} "
         "or 'gaussian:<sigma>'."

@@ -99,6 +99,8 @@ def test_analytic_gaussian_kl_matches_closed_form():
 
 
 def test_likelihoods_round_trip_through_config():
+    assert likelihoods.get("gaussian:1e-3").sigma == 1e-3
+    assert likelihoods.get("Gaussian-Learned").sigma == "learned"
     for name in ("bernoulli", "gaussian", "gaussian_learned", "gaussian_optimal", "gaussian:0.3"):
         lik = likelihoods.get(name)
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
@@ -106,8 +108,9 @@ def test_likelihoods_round_trip_through_config():
 
 
 def test_bad_likelihood_arguments_say_what_to_do():
-    with pytest.raises(ValueError, match="use one of"):
-        likelihoods.get("poisson")
+    for bad in ("poisson", "gaussian:abc", "gaussian:-1", "bernoulli:0.1"):
+        with pytest.raises(ValueError, match="use one of"):
+            likelihoods.get(bad)
     with pytest.raises(ValueError, match="must be > 0"):
         likelihoods.Gaussian(sigma=0.0)
     with pytest.raises(ValueError, match="scale images to"):

@@ -1,0 +1,64 @@
+"""`keras-vae export RUN_DIR` (also `python -m export RUN_DIR`).
+
+Exit codes: 0 exported and verified; 1 export failed (one-line `error:` on
+stderr, nothing left at RUN_DIR/export but the previous export); 2 usage.
+"""
+
+import argparse
+import os
+import sys
+
+from export import common
+
+
+def _formats(text):
+    try:
+        return common.check_formats(f.strip() for f in text.split(",") if f.strip())
+    except common.ExportError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser(prog="keras-vae export"):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Export a trained run's decoder as TensorFlow SavedModel and ONNX, "
+        "verified against Keras, to RUN_DIR/export/.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding model.keras")
+    parser.add_argument(
+        "--formats", type=_formats, default=common.FORMATS,
+        help="comma-separated: savedmodel,onnx (default: both)",
+    )
+    parser.add_argument(
+        "--opset", type=int, default=None,
+        help="ONNX opset (default: the newest both tf2onnx and ONNX Runtime support)",
+    )
+    parser.add_argument(
+        "--encoder", action="store_true",
+        help="also export the encoder: image -> posterior_mean, posterior_log_variance",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def main(argv=None, prog="keras-vae export"):
+    """Runs the export command; returns the exit code."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        # Refuse a wrong folder before the seconds-long TensorFlow import.
+        common.model_path(args.run_dir)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from export.exporter import export_run
+
+        export_run(
+            args.run_dir, formats=args.formats, opset=args.opset,
+            encoder=args.encoder, verbose=not args.quiet,
+        )
+    except common.ExportError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; RUN_DIR/export is unchanged", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,78 @@
+"""What the export stage shares and can check without importing TensorFlow.
+
+The run-folder layout, the error type and the cheap checks live here, so that
+`keras-vae export` refuses a wrong folder or format with a one-line error
+before paying the seconds that importing TensorFlow takes.
+"""
+
+import pathlib
+import tomllib
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.toml"
+EXPORT_DIR = "export"
+MANIFEST_FILE = "export.json"
+FORMATS = ("savedmodel", "onnx")
+
+
+class ExportError(Exception):
+    """The export cannot be made; the one-line message says what to do."""
+
+
+def model_path(run_dir):
+    """The run's `model.keras`, or an `ExportError` saying what is wrong."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(
+            f"run folder {str(run_dir)!r} does not exist: point at a folder "
+            "made by keras-vae train, e.g. saved_models/<run>"
+        )
+    path = run_dir / MODEL_FILE
+    if not path.is_file():
+        raise ExportError(
+            f"{str(run_dir)!r} holds no {MODEL_FILE}: train first with "
+            "keras-vae train, or point at a run folder"
+        )
+    return path
+
+
+def check_formats(formats):
+    """`formats` as a tuple without repeats, or an `ExportError` naming unknown ones."""
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(
+            f"unknown export format(s) {', '.join(map(repr, unknown)) or '(none given)'}: "
+            f"use one or more of {', '.join(FORMATS)}"
+        )
+    return formats
+
+
+def read_config(run_dir):
+    """The run's resolved `config.toml` as a dict; {} if the run has none."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        raise ExportError(
+            f"{str(path)!r} is not valid TOML ({error}): fix it or delete it "
+            "(the export then takes its facts from the model alone)"
+        ) from None
+
+
+def beta_facts(config):
+    """The β schedule recorded in `config` ([beta] table), "unknown" without one."""
+    beta = dict(config.get("beta", {}))
+    schedule = beta.get("schedule", "unknown")
+    if isinstance(schedule, dict):  # an inline table, e.g. a serialized schedule
+        schedule = schedule.get("name") or schedule.get("class_name") or "unknown"
+    return {"schedule": str(schedule), "config": beta}
+
+
+def one_line(error):
+    """The first line of an exception's message, for one-line error reports."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

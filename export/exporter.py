@@ -1,0 +1,238 @@
+"""`export_run`: a run's decoder (and encoder) as verified SavedModel and ONNX files.
+
+Everything is written to a temporary folder inside the run folder (so the
+final rename stays on one filesystem), verified there against the Keras model
+in each artifact's own runtime, and only then renamed to `RUN_DIR/export`. A
+failure at any point leaves the previous export, or none: never a half-written
+one that looks valid.
+"""
+
+import contextlib
+import os
+import pathlib
+import shutil
+import time
+import uuid
+
+import keras
+
+import keras_vae
+from export import common
+from export import endpoints
+from export import manifest
+from export import onnx_export
+from export import savedmodel
+from export import verify
+from export.common import ExportError
+from export.common import one_line
+
+_LABELS = {"savedmodel": "SavedModel", "onnx": "ONNX"}
+_HINTS = {
+    "savedmodel": "the SavedModel does not reproduce the Keras {part}; report it",
+    "onnx": "the converter mis-converted the {part}; try another --opset or report it",
+}
+#: The runtimes each format is verified in: (name, loader of a runner).
+_RUNTIMES = {
+    "savedmodel": (
+        ("tf.saved_model.load", savedmodel.load),
+        ("session loader (TF Serving, saved_model_cli)", savedmodel.load_session),
+    ),
+    "onnx": (("onnxruntime", onnx_export.load),),
+}
+
+
+def export_run(
+    run_dir, formats=common.FORMATS, opset=None, encoder=False, verbose=True, _after_convert=None
+):
+    """Exports, verifies and installs the model of a training run.
+
+    Args:
+        run_dir: a run folder holding `model.keras` (and, optionally, the
+            `config.toml` the β schedule is read from).
+        formats: any of "savedmodel" and "onnx".
+        opset: ONNX opset; None for the newest that both tf2onnx and the
+            installed ONNX Runtime support (`onnx_export.default_opset`).
+        encoder: also export the encoder (image -> posterior_mean,
+            posterior_log_variance).
+        verbose: print one line per stage, with its duration.
+        _after_convert: for tests only, called with the temporary folder
+            between conversion and verification (e.g. to corrupt a file).
+
+    Returns:
+        The manifest, as written to `RUN_DIR/export/export.json`.
+
+    Raises:
+        ExportError: with a one-line message, if anything fails; the previous
+            `RUN_DIR/export` (if any) is then left as it was.
+    """
+    run_dir = pathlib.Path(run_dir)
+    model_path = common.model_path(run_dir)
+    formats = common.check_formats(formats)
+    progress = _Progress(verbose)
+    with progress.stage(f"loading {model_path}"):
+        model = _load_model(model_path)
+        beta = common.beta_facts(common.read_config(run_dir))
+        facts = manifest.model_facts(model, beta)
+    if "onnx" in formats:
+        opset = onnx_export.default_opset() if opset is None else onnx_export.check_opset(opset)
+    else:
+        opset = None
+    parts = [endpoints.decoder(model)] + ([endpoints.encoder(model)] if encoder else [])
+    final = run_dir / common.EXPORT_DIR
+    folder = run_dir / f".export-tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir()  # Unlike tempfile.mkdtemp's 0700, this honours the umask.
+    except OSError as error:
+        raise ExportError(f"cannot write in {str(run_dir)!r}: {error.strerror or error}") from error
+    try:
+        artifacts = {}
+        for endpoint in parts:
+            for fmt in formats:
+                name = _artifact_name(endpoint, fmt)
+                opset_note = f" (opset {opset})" if fmt == "onnx" else ""
+                with progress.stage(f"converting {endpoint.part} to {name}{opset_note}"):
+                    _convert(endpoint, fmt, folder / name, opset, facts)
+                artifacts[name] = _describe(endpoint, fmt)
+        if _after_convert is not None:
+            _after_convert(folder)
+        _verify(parts, artifacts, folder, progress, model.latent_dim)
+        with progress.stage(f"writing {final}"):
+            result = manifest.build(facts, artifacts, opset, folder)
+            manifest.write(result, folder / common.MANIFEST_FILE)
+            _install(folder, final)
+    except OSError as error:
+        raise ExportError(
+            f"cannot write the export in {str(run_dir)!r}: {error.strerror or error}"
+        ) from error
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if verbose:
+        print(f"exported {', '.join(artifacts)} to {final}")
+    return result
+
+
+def _load_model(path):
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file.
+        raise ExportError(
+            f"cannot load {str(path)!r} ({type(error).__name__}: {one_line(error)}): "
+            "is it a model saved by keras-vae train?"
+        ) from error
+    if not isinstance(model, keras_vae.VAE):
+        raise ExportError(
+            f"{str(path)!r} holds a {type(model).__name__}, not a keras_vae.VAE: "
+            "point at a run folder made by keras-vae train"
+        )
+    return model
+
+
+def _artifact_name(endpoint, fmt):
+    return f"{endpoint.part}_savedmodel" if fmt == "savedmodel" else f"{endpoint.part}.onnx"
+
+
+def _convert(endpoint, fmt, path, opset, facts):
+    try:
+        if fmt == "savedmodel":
+            savedmodel.save(endpoint, path)
+        else:
+            onnx_export.convert(endpoint, path, opset, manifest.onnx_metadata(facts, opset))
+    except OSError:
+        raise
+    except Exception as error:  # The converters raise whatever their internals do.
+        raise ExportError(
+            f"converting the {endpoint.part} to {path.name} failed "
+            f"({type(error).__name__}: {one_line(error)}) — {_hint(fmt, endpoint)}"
+        ) from error
+
+
+def _hint(fmt, endpoint):
+    return _HINTS[fmt].format(part=endpoint.part)
+
+
+def _describe(endpoint, fmt):
+    spec = endpoint.function.input_signature[0]
+    outputs = endpoint.function.get_concrete_function().structured_outputs
+    description = {
+        "part": endpoint.part,
+        "format": fmt,
+        "inputs": {endpoint.input_name: spec.shape.as_list()},
+        "outputs": {name: outputs[name].shape.as_list() for name in endpoint.output_names},
+        "dtype": "float32",
+    }
+    if fmt == "savedmodel":
+        description["signature"] = savedmodel.SIGNATURE
+    return description
+
+
+def _verify(parts, artifacts, folder, progress, latent_dim):
+    """Checks every artifact against Keras on probe inputs; records max |Δ| in `artifacts`."""
+    probes = {endpoints.LATENT: verify.probe_latents(latent_dim)}
+    for endpoint in parts:
+        inputs = {endpoint.input_name: probes[endpoint.input_name]}
+        reference = endpoint(inputs)
+        probes.update(reference)  # The decoder's images probe the encoder.
+        limit = verify.tolerance(reference)
+        for name, description in artifacts.items():
+            if description["part"] != endpoint.part:
+                continue
+            fmt, path = description["format"], folder / name
+            if fmt == "onnx":
+                onnx_export.check(path)
+            description["parity"] = {"tolerance": limit}
+            for runtime, loader in _RUNTIMES[fmt]:
+                with progress.stage(f"verifying {name} in {runtime}") as notes:
+                    run = _load_artifact(loader, path, runtime, _hint(fmt, endpoint))
+                    diffs = verify.parity(run, inputs, reference)
+                    worst = ", ".join(f"{d:.2g} ({k})" for k, d in diffs.items())
+                    notes.append(f"max |Δ| {worst}")
+                    verify.check(f"{_LABELS[fmt]} ({runtime})", diffs, limit, _hint(fmt, endpoint))
+                description["parity"][runtime] = diffs
+
+
+def _load_artifact(loader, path, runtime, hint):
+    try:
+        return loader(path)
+    except Exception as error:  # Runtimes raise their own types for unloadable files.
+        raise ExportError(
+            f"{runtime} cannot load {path.name} "
+            f"({type(error).__name__}: {one_line(error)}) — {hint}"
+        ) from error
+
+
+def _install(folder, final):
+    """Renames `folder` to `final`, replacing an old `final` only once the new one is in."""
+    old = None
+    if os.path.lexists(final):
+        old = folder.with_name(folder.name + ".old")
+        os.replace(final, old)
+    try:
+        os.replace(folder, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _Progress:
+    """One line per stage: "label ... 1.2 s" (plus notes), or "label ... failed"."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+
+    @contextlib.contextmanager
+    def stage(self, label):
+        notes = []
+        if self.verbose:
+            print(f"{label} ...", end="", flush=True)
+        start = time.perf_counter()
+        try:
+            yield notes
+        except BaseException:
+            if self.verbose:
+                print(" failed", flush=True)
+            raise
+        if self.verbose:
+            print(" " + ", ".join([*notes, f"{time.perf_counter() - start:.1f} s"]), flush=True)

@@ -1,0 +1,122 @@
+"""`export.json`: what was exported, from which run, by which library versions.
+
+Consumers (e.g. `export/sample_onnx.py`) read the model's facts from here
+instead of importing keras_vae; the sha256 of every file lets them check that
+what they deploy is what was verified.
+"""
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import platform
+
+import keras
+
+import keras_vae
+from keras_vae import likelihoods
+
+FORMAT_VERSION = 1
+CHANNEL_ORDER = "NHWC"
+PACKAGES = (
+    "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy",
+)
+
+
+def versions():
+    """Versions of every library the export used."""
+    found = {name: importlib.metadata.version(name) for name in PACKAGES}
+    return {**found, "keras_vae": keras_vae.__version__, "python": platform.python_version()}
+
+
+def likelihood_facts(likelihood):
+    """The likelihood's class name and config; for a Gaussian also σ in pixel units."""
+    layer_keys = set(keras.layers.Layer().get_config())  # name, dtype, trainable, ...
+    facts = {"name": type(likelihood).__name__}
+    facts.update({k: v for k, v in likelihood.get_config().items() if k not in layer_keys})
+    if isinstance(likelihood, likelihoods.Gaussian):
+        # For learned/optimal σ this is the trained value, which decoding with
+        # noise (x ~ N(image, σ²)) needs; the exported graph returns the mean only.
+        facts["sigma_value"] = float(likelihood.scale())
+    return facts
+
+
+def prior_facts(model):
+    """The prior p(z) as {"class_name", "parameters"}; N(0, I) unless the model says otherwise."""
+    d = int(model.latent_dim)
+    default = {"class_name": "Normal", "parameters": {"loc": [0.0] * d, "scale": [1.0] * d}}
+    return model.get_config()["prior"] or default
+
+
+def model_facts(model, beta):
+    """The facts a consumer needs to feed the decoder and read its images.
+
+    `beta` is `common.beta_facts(config)`: the schedule the run was trained with.
+    """
+    return {
+        "latent_dim": int(model.latent_dim),
+        "image_shape": [int(s) for s in model.image_shape],
+        "channel_order": CHANNEL_ORDER,
+        "value_range": [float(v) for v in model.likelihood.value_range],
+        "prior": prior_facts(model),
+        "likelihood": likelihood_facts(model.likelihood),
+        "beta_schedule": beta["schedule"],
+        "beta_config": beta["config"],
+        "beta_final": float(model.beta.numpy()),
+        "objective": model.objective,
+    }
+
+
+def onnx_metadata(facts, opset):
+    """`facts` flattened to the strings ONNX `metadata_props` hold."""
+    return {
+        "latent_dim": str(facts["latent_dim"]),
+        "image_shape": ",".join(map(str, facts["image_shape"])),
+        "channel_order": facts["channel_order"],
+        "value_range": ",".join(f"{v:g}" for v in facts["value_range"]),
+        "prior": json.dumps(facts["prior"], sort_keys=True),
+        "likelihood": facts["likelihood"]["name"],
+        "likelihood_config": json.dumps(facts["likelihood"], sort_keys=True),
+        "beta_schedule": facts["beta_schedule"],
+        "beta_final": f"{facts['beta_final']:g}",
+        "opset": str(opset),
+        "keras_vae_version": keras_vae.__version__,
+    }
+
+
+def sha256(path):
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(folder):
+    """{relative POSIX path: sha256} for every file under `folder`, sorted."""
+    folder = pathlib.Path(folder)
+    return {
+        path.relative_to(folder).as_posix(): sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def build(facts, artifacts, opset, folder):
+    """The manifest for the export being assembled in `folder`."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": facts,
+        "onnx_opset": opset,
+        "artifacts": artifacts,
+        "files": file_hashes(folder),
+        "versions": versions(),
+    }
+
+
+def write(manifest, path):
+    """Writes `manifest` as JSON to `path`."""
+    pathlib.Path(path).write_text(json.dumps(manifest, indent=2) + "\n")

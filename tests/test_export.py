@@ -1,0 +1,322 @@
+"""The export stage: SavedModel and ONNX decoders, verified, installed atomically."""
+
+import errno
+import hashlib
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_vae
+from export import ExportError
+from export import export_run
+from export import onnx_export
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = """\
+[data]
+source = "random"
+
+[model]
+latent_dim = 3
+
+[beta]
+schedule = "linear_warmup"
+start = 0.0
+stop = 1.0
+warmup_steps = 100
+
+[train]
+epochs = 1
+"""
+
+
+def make_run(run_dir, input_shape, likelihood, config=True):
+    """A run folder with a briefly trained tiny VAE, as keras-vae train leaves it."""
+    run_dir.mkdir(parents=True)
+    model = keras_vae.build_conv_vae(
+        input_shape, latent_dim=3, likelihood=likelihood, filters=(8, 16), seed=0
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = np.random.default_rng(0).uniform(size=(64, *input_shape)).astype("float32")
+    model.fit(x, epochs=1, batch_size=32, verbose=0)
+    model.save(run_dir / "model.keras")
+    if config:
+        (run_dir / "config.toml").write_text(CONFIG)
+    return model
+
+
+@pytest.fixture(scope="module")
+def bernoulli_run(tmp_path_factory):
+    """(run_dir, model, manifest): both formats, decoder and encoder."""
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    model = make_run(run_dir, (8, 8, 1), "bernoulli")
+    return run_dir, model, export_run(run_dir, encoder=True, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(tmp_path_factory):
+    """(run_dir, model, manifest): learned-σ Gaussian, RGB, no config.toml."""
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    model = make_run(run_dir, (16, 16, 3), "gaussian_learned", config=False)
+    return run_dir, model, export_run(run_dir, verbose=False)
+
+
+def decode(model, z):
+    return model.likelihood.mean(model.decoder(z, training=False)).numpy()
+
+
+def tree_hashes(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def leftovers(run_dir):
+    return sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".export-"))
+
+
+def test_manifest_parity_within_tolerance(bernoulli_run):
+    _, _, manifest = bernoulli_run
+    expected_runtimes = {
+        "savedmodel": {"tf.saved_model.load", "session loader (TF Serving, saved_model_cli)"},
+        "onnx": {"onnxruntime"},
+    }
+    assert set(manifest["artifacts"]) == {
+        "decoder_savedmodel", "decoder.onnx", "encoder_savedmodel", "encoder.onnx"
+    }
+    for name, artifact in manifest["artifacts"].items():
+        parity = dict(artifact["parity"])
+        assert parity.pop("tolerance") >= 1e-4, name
+        assert set(parity) == expected_runtimes[artifact["format"]], name
+        for runtime, diffs in parity.items():
+            assert set(diffs) == {"batch_1", "batch_64"}, (name, runtime)
+            assert all(0 <= d <= 1e-4 for d in diffs.values()), (name, runtime, diffs)
+
+
+def test_onnx_decoder_and_encoder_match_keras(bernoulli_run):
+    run_dir, model, _ = bernoulli_run
+    z = np.random.default_rng(1).normal(scale=2.0, size=(7, 3)).astype("float32")
+    decoder = onnxruntime.InferenceSession(str(run_dir / "export" / "decoder.onnx"))
+    (image,) = decoder.run(["image"], {"z": z})
+    np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
+
+    encoder = onnxruntime.InferenceSession(str(run_dir / "export" / "encoder.onnx"))
+    mean, log_var = encoder.run(["posterior_mean", "posterior_log_variance"], {"image": image})
+    expected = model.encoder(image, training=False).numpy()
+    np.testing.assert_allclose(np.concatenate([mean, log_var], -1), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_savedmodel_signature_names_and_dynamic_batch(bernoulli_run):
+    run_dir, model, _ = bernoulli_run
+    signature = tf.saved_model.load(str(run_dir / "export" / "decoder_savedmodel")).signatures[
+        "serving_default"
+    ]
+    _, inputs = signature.structured_input_signature
+    assert list(inputs) == ["z"] and inputs["z"].shape.as_list() == [None, 3]
+    assert list(signature.structured_outputs) == ["image"]
+    for batch in (1, 5):
+        z = np.random.default_rng(batch).normal(size=(batch, 3)).astype("float32")
+        image = signature(z=tf.constant(z))["image"].numpy()
+        assert image.shape == (batch, 8, 8, 1)
+        np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
+
+
+def test_onnx_metadata_names_and_opset(bernoulli_run):
+    run_dir, _, manifest = bernoulli_run
+    model = onnx.load(str(run_dir / "export" / "decoder.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["latent_dim"] == "3"
+    assert props["image_shape"] == "8,8,1"
+    assert props["channel_order"] == "NHWC"
+    assert props["value_range"] == "0,1"
+    assert props["likelihood"] == "Bernoulli"
+    assert props["beta_schedule"] == "linear_warmup"
+    assert props["keras_vae_version"] == keras_vae.__version__
+    [z], [image] = model.graph.input, model.graph.output
+    assert (z.name, image.name) == ("z", "image")
+    assert z.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert image.type.tensor_type.shape.dim[0].dim_param == "batch"
+    opset = {o.domain: o.version for o in model.opset_import}[""]
+    assert opset == manifest["onnx_opset"] == onnx_export.default_opset() == 18
+
+
+def test_manifest_facts_and_hashes(bernoulli_run):
+    run_dir, _, manifest = bernoulli_run
+    export_dir = run_dir / "export"
+    files = tree_hashes(export_dir)
+    files.pop("export.json")
+    assert manifest["files"] == files
+    assert "decoder_savedmodel/saved_model.pb" in files
+    facts = manifest["model"]
+    assert facts["latent_dim"] == 3 and facts["image_shape"] == [8, 8, 1]
+    assert facts["beta_schedule"] == "linear_warmup"
+    assert facts["beta_config"]["warmup_steps"] == 100
+    assert facts["likelihood"] == {"name": "Bernoulli"}
+    libraries = {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "keras_vae"}
+    assert libraries | {"python"} <= set(manifest["versions"])
+    assert leftovers(run_dir) == []
+
+
+def test_gaussian_learned_sigma_without_config(gaussian_run):
+    run_dir, model, manifest = gaussian_run
+    facts = manifest["model"]
+    assert facts["image_shape"] == [16, 16, 3]
+    assert facts["beta_schedule"] == "unknown"
+    assert facts["likelihood"]["name"] == "Gaussian"
+    assert facts["likelihood"]["sigma"] == "learned"
+    sigma = float(np.exp(model.likelihood.log_sigma.numpy()))
+    assert sigma != 1.0  # Training moved σ off its initial value...
+    assert facts["likelihood"]["sigma_value"] == pytest.approx(sigma)  # ...and the export has it.
+    z = np.random.default_rng(2).normal(size=(4, 3)).astype("float32")
+    (image,) = onnxruntime.InferenceSession(str(run_dir / "export" / "decoder.onnx")).run(
+        ["image"], {"z": z}
+    )
+    np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
+
+
+def run_sampler(*args):
+    """Runs export/sample_onnx.py in a fresh interpreter; returns (result, imported modules)."""
+    script = REPO / "export" / "sample_onnx.py"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), *map(str, args)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return result, imported
+
+
+def test_sample_onnx_runs_without_tensorflow(bernoulli_run, tmp_path):
+    run_dir, _, _ = bernoulli_run
+    out = tmp_path / "samples.png"
+    result, imported = run_sampler(run_dir / "export", "--n", 6, "--seed", 0, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "onnxruntime" in imported
+    assert not imported & {"tensorflow", "keras", "keras_vae", "tf2onnx", "tensorflow_probability"}
+    pixels = np.asarray(Image.open(out))
+    assert pixels.shape == (2 * 8, 3 * 8)  # 6 samples: 2 rows of ceil(√6) = 3.
+    assert pixels.std() > 0
+
+    walk = tmp_path / "walk.png"
+    result, _ = run_sampler(run_dir, "--interpolate", "1", "0,0,3", "--steps", 5, "--out", walk)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.asarray(Image.open(walk)).shape == (8, 5 * 8)
+
+
+def test_sample_onnx_refuses_a_modified_decoder(bernoulli_run, tmp_path):
+    run_dir, _, _ = bernoulli_run
+    export_dir = shutil.copytree(run_dir / "export", tmp_path / "export")
+    with open(export_dir / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    result, _ = run_sampler(export_dir, "--out", tmp_path / "x.png")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(errors) == 1 and "sha256" in errors[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def perturb_weights(folder):
+    """A silent mis-conversion: the largest initializer shifted by 0.05, still a valid model."""
+    path = folder / "decoder.onnx"
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) + 0.05, init.name))
+    onnx.save(model, str(path))
+
+
+def truncate(folder):
+    path = folder / "decoder.onnx"
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def disk_full(folder):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (perturb_weights, "ONNX (onnxruntime) parity failed: max |Δ| = "),
+        (truncate, "decoder.onnx fails the ONNX checker"),
+        (disk_full, "No space left on device"),
+    ],
+)
+def test_failed_export_leaves_no_artifact(bernoulli_run, tmp_path, capsys, corrupt, message):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(bernoulli_run[0] / "model.keras", run_dir)
+    with pytest.raises(ExportError) as caught:
+        export_run(run_dir, formats=("onnx",), _after_convert=corrupt)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not (run_dir / "export").exists()
+    assert leftovers(run_dir) == []
+    assert "converting decoder to decoder.onnx (opset 18) ... " in capsys.readouterr().out
+
+
+def test_failed_reexport_keeps_previous_export(bernoulli_run, tmp_path):
+    run_dir = shutil.copytree(bernoulli_run[0], tmp_path / "run")
+    before = tree_hashes(run_dir / "export")
+    with pytest.raises(ExportError, match="parity failed"):
+        export_run(run_dir, formats=("onnx",), verbose=False, _after_convert=perturb_weights)
+    assert tree_hashes(run_dir / "export") == before
+    assert leftovers(run_dir) == []
+
+
+def test_unloadable_model_and_bad_opset(bernoulli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.keras").write_bytes(b"not a zip file")
+    with pytest.raises(ExportError, match="cannot load .* is it a model saved by keras-vae train"):
+        export_run(run_dir, verbose=False)
+    shutil.copy(bernoulli_run[0] / "model.keras", run_dir)
+    with pytest.raises(ExportError, match="--opset 99 is not supported"):
+        export_run(run_dir, opset=99, verbose=False)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize(
+    "command, prog",
+    [
+        (["-m", "export"], "python -m export"),
+        (["-m", "pipelines.cli", "export"], "keras-vae export"),
+    ],
+)
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp / "missing", "does not exist"),
+        (lambda tmp: tmp, "holds no model.keras: train first with keras-vae train"),
+    ],
+)
+def test_cli_one_line_errors(tmp_path, command, prog, make, message):
+    result = subprocess.run(
+        [sys.executable, *command, str(make(tmp_path))], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{prog}: error: ") and message in line
+
+
+def test_cli_rejects_unknown_format(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "export", str(tmp_path), "--formats", "onnx,pdf"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "unknown export format(s) 'pdf'" in result.stderr.splitlines()[-1]

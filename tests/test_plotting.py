@@ -1,0 +1,118 @@
+"""Image grids, latent traversals, the rate–distortion plot and atomic PNG writes."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_vae
+from keras_vae import plotting
+
+
+def test_image_grid_places_each_image_and_pads_with_white():
+    images = np.zeros((5, 2, 3, 1), dtype="float32")
+    images[4, 1, 2, 0] = 1.0  # last pixel of the 5th image
+    images[1] = 0.5
+    grid = plotting.image_grid(images, ncols=3, pad=1)
+    # 2 rows of 2 px, 3 columns of 3 px, 1 px padding around and between.
+    assert grid.shape == (2 * 3 + 1, 3 * 4 + 1, 3)
+    assert grid.dtype == np.uint8
+    # Image 4 is row 1, column 1: top = 1 + 3, left = 1 + 4.
+    np.testing.assert_array_equal(grid[4 + 1, 5 + 2], [255, 255, 255])
+    np.testing.assert_array_equal(grid[4, 5], [0, 0, 0])
+    np.testing.assert_array_equal(grid[1, 5], [128, 128, 128])  # image 1, gray → RGB
+    assert (grid[0] == plotting.PAD_VALUE).all() and (grid[:, 4] == plotting.PAD_VALUE).all()
+    # The 6th cell (row 1, column 2) is blank padding.
+    assert (grid[4:6, 9:12] == plotting.PAD_VALUE).all()
+
+
+def test_image_grid_keeps_rgb_channels_and_clips():
+    images = np.zeros((1, 1, 1, 3), dtype="float32")
+    images[0, 0, 0] = [1.5, 0.2, -1.0]
+    grid = plotting.image_grid(images, pad=0)
+    np.testing.assert_array_equal(grid[0, 0], [255, 51, 0])
+
+
+def test_image_grid_rejects_images_without_channel_axis():
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        plotting.image_grid(np.zeros((4, 8, 8)))
+
+
+def test_comparison_grid_one_row_per_array_shorter_rows_padded():
+    inputs = np.zeros((3, 2, 2, 1), dtype="float32")
+    recons = np.ones((2, 2, 2, 3), dtype="float32")
+    grid = plotting.comparison_grid([inputs, recons], pad=1)
+    assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 3)
+    assert (grid[1:3, 1:3] == 0).all()  # first row: inputs
+    assert (grid[4:6, 1:3] == 255).all() and (grid[4:6, 4:6] == 255).all()
+    assert (grid[4:6, 7:9] == plotting.PAD_VALUE).all()  # missing third reconstruction
+    with pytest.raises(ValueError, match="one size"):
+        plotting.comparison_grid([inputs, np.zeros((1, 4, 4, 1))])
+
+
+def test_latent_traversals_shape_and_each_swept_dim_changes_the_decode():
+    model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=3, filters=(4,), seed=0)
+    values = [-3.0, 0.0, 3.0]
+    images = plotting.latent_traversals(model, np.zeros(3), dims=[0, 2], values=values)
+    assert images.shape == (6, 8, 8, 1)
+    assert images.min() >= 0 and images.max() <= 1
+    # Same as decoding the edited vectors one at a time.
+    z = np.zeros((1, 3), dtype="float32")
+    z[0, 2] = 3.0
+    expected = model.likelihood.mean(model.decoder(z)).numpy()[0]
+    np.testing.assert_allclose(images[5], expected, atol=1e-6)
+    for row in (images[:3], images[3:]):
+        assert np.abs(row[0] - row[2]).max() > 1e-3
+    with pytest.raises(ValueError, match="latent_dim"):
+        plotting.latent_traversals(model, np.zeros(4), dims=[0], values=values)
+
+
+def test_rate_distortion_plot_writes_a_png(tmp_path):
+    points = [
+        {"beta": 0.0, "rate": 30.0, "distortion": 40.0, "latent_dim": 8},
+        {"beta": 1.0, "rate": 5.0, "distortion": 70.0, "latent_dim": 8},
+        {"beta": 1.0, "rate": 6.0, "distortion": 65.0, "latent_dim": 16},
+    ]
+    path = plotting.rate_distortion_plot(points, tmp_path / "sub" / "rd.png", title="t")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size[0] > 300
+    assert os.listdir(tmp_path / "sub") == ["rd.png"]  # no temp file left
+    with pytest.raises(ValueError, match="non-finite"):
+        plotting.rate_distortion_plot(
+            [{"beta": 0.0, "rate": float("nan"), "distortion": 1.0}], tmp_path / "x.png"
+        )
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_labelled_comparison_writes_one_png_and_checks_labels(tmp_path):
+    rows = [np.zeros((4, 8, 8, 1)), np.ones((4, 8, 8, 3))]
+    path = plotting.labelled_comparison(rows, ["input", "β=1"], tmp_path / "c.png", title="t")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size[0] > png.size[1]
+    with pytest.raises(ValueError, match="2 rows but 1 labels"):
+        plotting.labelled_comparison(rows, ["input"], tmp_path / "d.png")
+    assert os.listdir(tmp_path) == ["c.png"]
+
+
+def test_save_png_round_trips_and_leaves_nothing_on_error(tmp_path, monkeypatch):
+    image = np.arange(24, dtype="uint8").reshape(2, 4, 3)
+    path = tmp_path / "a" / "grid.png"
+    plotting.save_png(image, path)
+    with Image.open(path) as png:
+        np.testing.assert_array_equal(np.asarray(png), image)
+
+    def fail(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        plotting.save_png(np.zeros((2, 2, 3), "uint8"), path)
+    # The old file is untouched and no temporary file is left behind.
+    with Image.open(path) as png:
+        np.testing.assert_array_equal(np.asarray(png), image)
+    assert os.listdir(path.parent) == ["grid.png"]
+    with pytest.raises(ValueError, match="uint8"):
+        plotting.save_png(np.zeros((2, 2, 3), "float32"), tmp_path / "b.png")

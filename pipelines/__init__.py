@@ -1,0 +1,1 @@
+"""Pipelines around `keras_vae`: the `keras-vae` command, its config files and runs."""

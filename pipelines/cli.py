@@ -1,0 +1,100 @@
+"""The `keras-vae` command: one subcommand per pipeline stage.
+
+    keras-vae train ...       train into a resumable run folder (pipelines.train)
+    keras-vae sweep ...       train a grid of runs (pipelines.sweep)
+    keras-vae demo            train the default config, export it, say where it is
+    keras-vae export RUN      SavedModel and ONNX decoders (export.cli)
+    keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
+
+Subcommand modules are imported only when used: `--help` stays fast.
+"""
+
+import importlib
+import pathlib
+import sys
+
+DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
+
+#: Subcommand -> (module with a `main(argv) -> int`, one-line help).
+COMMANDS = {
+    "train": ("pipelines.train", "train a VAE into a resumable run folder"),
+    "sweep": ("pipelines.sweep", "train a grid of runs"),
+    "demo": ("pipelines.cli", "train the default config (a few minutes), then export it"),
+    "export": ("export.cli", "export a run's decoder as SavedModel and ONNX"),
+    "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
+}
+
+
+def run_command(command):
+    """Runs `command()`; a user's error becomes `keras-vae: error: <one line>`.
+
+    Returns the exit status: 0, 1 when training failed (TrainingError), 2 for
+    a bad config, flag or data set, 130 when interrupted. Other exceptions are
+    bugs and keep their traceback.
+    """
+    from pipelines.train import TrainingError
+
+    try:
+        command()
+    except TrainingError as err:
+        return _error(err, 1)
+    except (ValueError, FileNotFoundError) as err:
+        return _error(err, 2)
+    except KeyboardInterrupt:
+        print("keras-vae: interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _error(err, status):
+    message = getattr(err, "message", None) or str(err)
+    print("keras-vae: error:", " ".join(message.split()), file=sys.stderr)
+    return status
+
+
+def demo_main(argv=None):
+    """`keras-vae demo [train flags]`: the default config, then its export."""
+    from pipelines import train
+
+    folders = []
+    status = run_command(lambda: folders.append(
+        train.train(*train.parse_config(argv, "keras-vae demo", str(DEFAULT_CONFIG)))
+    ))
+    if status:
+        return status
+    folder = folders[0]
+    try:
+        from export import ExportError, export_run
+    except ImportError:
+        print("The export package is not installed: skipping the export.")
+    else:
+        try:
+            export_run(folder)
+        except ExportError as err:
+            return _error(f"the run trained, but its export failed: {err}", 1)
+    print(f"Run: {folder}\nTensorBoard: tensorboard --logdir {folder / 'logs'}")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        lines = [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: keras-vae {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(lines),
+              file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if argv[0] == "demo":
+        return demo_main(argv[1:])
+    name = COMMANDS[argv[0]][0]
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if not name.startswith(err.name or "\0"):
+            raise
+        print(f"keras-vae: error: {argv[0]} is not installed ({name} is missing)", file=sys.stderr)
+        return 2
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""The training pipeline: config precedence, run folders, TensorBoard, resume, NaN, seeds.
+
+Runs train a 2-d latent VAE on the embedded 8×8 `digits` for a few steps.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from pipelines import config as config_lib
+from pipelines import train as train_lib
+
+TINY = {
+    "data.source": "digits",
+    "data.image_size": 8,
+    "data.channels": 1,
+    "model.latent_dim": 2,
+    "model.filters": [4, 8],
+    "model.likelihood": "bernoulli",
+    "train.steps_per_epoch": 5,
+    "train.update_freq": 2,
+}
+TINY_FLAGS = [
+    "--data", "digits", "--image-size", "8", "--channels", "1", "--latent-dim", "2",
+    "--filters", "4,8", "--likelihood", "bernoulli", "--steps-per-epoch", "5", "-q",
+]
+
+
+def tiny_config(tmp_path, **overrides):
+    overrides = {"train.output_dir": str(tmp_path), **TINY, **overrides}
+    return config_lib.load_config(overrides=overrides)
+
+
+def run_cli(*args):
+    """Runs `python -m pipelines.train ARGS`; returns (exit code, our stderr lines)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", *args],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    # TensorFlow logs a few lines to stderr before its logging is set up.
+    ours = [line for line in result.stderr.splitlines() if line.startswith("keras-vae")]
+    return result.returncode, ours
+
+
+def read_events(folder):
+    """{tag: (plugin name, [steps])} of the event files in `folder`."""
+    acc = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={event_accumulator.TENSORS: 0}
+    ).Reload()
+    return {
+        tag: (acc.SummaryMetadata(tag).plugin_data.plugin_name, [e.step for e in acc.Tensors(tag)])
+        for tag in acc.Tags()["tensors"]
+    }
+
+
+def final_weights(folder, name="last.keras"):
+    return keras.saving.load_model(folder / name).get_weights()
+
+
+def test_config_precedence_defaults_file_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\nlatent_dim = 5\nfilters = [8, 16]\n[train]\nlearning_rate = 1\n')
+    config, _ = train_lib.parse_config(["--config", str(path), "--filters", "4,8,16"])
+    assert config["model"]["latent_dim"] == 5  # file over default
+    assert config["model"]["filters"] == [4, 8, 16]  # flag over file
+    assert config["train"]["learning_rate"] == 1.0  # an int where a float goes
+    assert config["data"] == config_lib.DEFAULTS["data"]  # defaults elsewhere
+    # The written config reads back to the same config.
+    config_lib.dump_toml(config, tmp_path / "out.toml")
+    assert config_lib.load_config(tmp_path / "out.toml") == config
+    path.write_text("[model]\nlatent_dims = 5\n")
+    with pytest.raises(ValueError, match="unknown config key 'model.latent_dims'"):
+        config_lib.load_config(path)
+    path.write_text('[model]\nlatent_dim = "5"\n')
+    with pytest.raises(ValueError, match="model.latent_dim must be a int"):
+        config_lib.load_config(path)
+
+
+def test_shipped_configs_load_and_default_run_names_are_stable(tmp_path):
+    for name in ("default.toml", "artworks.toml"):
+        config_lib.load_config(train_lib.pathlib.Path(train_lib.__file__).parent / "configs" / name)
+    a = tiny_config(tmp_path)
+    assert train_lib.run_name(a) == train_lib.run_name(tiny_config(tmp_path))
+    assert train_lib.run_name(a).startswith("digits-bernoulli-linear-z2-s0-")
+    # More epochs train the same run further; another β is another run.
+    assert train_lib.run_name(a) == train_lib.run_name(tiny_config(tmp_path, **{"train.epochs": 9}))
+    assert train_lib.run_name(a) != train_lib.run_name(tiny_config(tmp_path, **{"beta.stop": 2.0}))
+
+
+def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
+    folder = train_lib.train(tiny_config(tmp_path, **{"train.epochs": 2}), verbose=0)
+    for name in ("config.toml", "model.keras", "last.keras", "metrics.json",
+                 "checkpoints/state.json", "checkpoints/backup/latest.weights.h5",
+                 "images/reconstructions.png", "images/samples.png", "images/traversals.png"):
+        assert (folder / name).is_file(), name
+    assert not list(folder.glob(".*tmp*"))  # No temporary file left behind.
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2
+    for split in ("train", "validation"):
+        m = metrics[split]
+        assert m["elbo"] == pytest.approx(-(m["distortion"] + m["rate"]), rel=1e-5)
+        assert m["rate"] >= 0 and 0 <= m["active_units"] <= 2
+
+    train_events = read_events(folder / "logs" / "train")
+    val_events = read_events(folder / "logs" / "validation")
+    for term in ("loss", "distortion", "rate", "elbo", "beta", "learning_rate"):
+        assert train_events[f"epoch_{term}"] == ("scalars", [0, 1])
+        assert train_events[f"batch_{term}"] == ("scalars", [2, 4, 6, 8, 10])
+    for name in ("distortion", "beta_rate"):
+        assert train_events[f"grad_norm/{name}"][0] == "scalars"
+    for term in ("loss", "distortion", "rate", "elbo", "beta"):
+        assert val_events[f"epoch_{term}"] == ("scalars", [0, 1])
+    assert val_events["kl_per_dim"] == ("histograms", [0, 1])
+    assert val_events["active_units"] == ("scalars", [0, 1])
+    for name in ("reconstructions", "samples", "traversals"):
+        assert val_events[name] == ("images", [0, 1])
+
+
+KILL_AFTER_EPOCH_2 = """
+import os, sys, keras
+from pipelines import config, train
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            os._exit(1)  # Like kill -9: no cleanup at all.
+
+train.train(config.load_config(overrides={overrides!r}), verbose=0, callbacks=[Kill()])
+"""
+
+
+class _Count(keras.callbacks.Callback):
+    epochs = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs += 1
+
+
+def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
+    overrides = {"train.output_dir": str(tmp_path), **TINY, "train.epochs": 4,
+                 "beta.warmup_steps": 40}
+    config = config_lib.load_config(overrides=overrides)
+    script = textwrap.dedent(KILL_AFTER_EPOCH_2).format(overrides=overrides)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == 1, killed.stderr
+    folder = train_lib.run_dir(config)
+    assert not (folder / "metrics.json").exists()
+
+    counter = _Count()
+    train_lib.train(config, verbose=0, callbacks=[counter])
+    assert counter.epochs == 2  # Epochs 3 and 4 only.
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 4
+    # The optimizer step was restored, so the β warm-up went on: β was last
+    # set before step 19 of 20 (0-based), to 19/40.
+    assert metrics["train"]["beta"] == pytest.approx(19 / 40)
+    events = read_events(folder / "logs" / "validation")
+    assert events["epoch_loss"][1] == [0, 1, 2, 3]  # No epoch logged twice.
+
+    counter = _Count()
+    assert train_lib.train(config, verbose=0, callbacks=[counter]) == folder
+    assert counter.epochs == 0
+    # The same folder with another config is refused, not mixed.
+    other = {**overrides, "train.run_name": folder.name, "model.latent_dim": 3}
+    with pytest.raises(train_lib.TrainingError, match=r"\(model.latent_dim changed\)"):
+        train_lib.train(config_lib.load_config(overrides=other), verbose=0)
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets every weight to NaN when epoch 3 begins."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            for w in self.model.trainable_weights:
+                w.assign(np.full(w.shape, np.nan, "float32"))
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
+    config = tiny_config(tmp_path, **{"train.epochs": 4})
+    with pytest.raises(train_lib.TrainingError, match="epoch 3, step 11: loss became NaN") as err:
+        train_lib.train(config, verbose=0, callbacks=[_PoisonWeights()])
+    assert "\n" not in str(err.value) and "last.keras" in str(err.value)
+    folder = train_lib.run_dir(config)
+    assert not (folder / "metrics.json").exists()
+    for name in ("model.keras", "last.keras"):
+        assert all(np.isfinite(w).all() for w in final_weights(folder, name))
+    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    assert state["epochs_completed"] == 2
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    code, lines = run_cli(*TINY_FLAGS, "--output-dir", str(tmp_path), "--learning-rate", "1e6")
+    assert code == 1 and len(lines) == 1 and "became NaN" in lines[0], lines
+    code, lines = run_cli(*TINY_FLAGS, "--data", str(tmp_path / "missing"))
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("keras-vae: error: ") and "missing" in lines[0]
+
+
+def test_same_seed_same_weights(tmp_path):
+    a, b = (
+        final_weights(train_lib.train(tiny_config(tmp_path, **{"train.run_name": name, "train.epochs": 2}), 0))
+        for name in ("a", "b")
+    )
+    assert len(a) > 4 and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_controller_resumes_from_saved_state():
+    beta = {**config_lib.DEFAULTS["beta"], "schedule": "kl_target", "target_rate": 5.0}
+    controller, _ = train_lib.beta_callback(beta)
+    controller.update(rate=9.0)
+    controller.update(rate=8.0)
+    resumed, beta0 = train_lib.beta_callback(beta, state=controller.get_config())
+    assert resumed.integral == controller.integral == -7.0
+    assert beta0 == controller.beta
+    with pytest.raises(ValueError, match="needs beta.tolerance"):
+        train_lib.beta_callback({**beta, "schedule": "geco"})
+
+
+def test_cli_rejects_unknown_subcommands(capsys):
+    from pipelines import cli
+
+    assert cli.main(["trian"]) == 2
+    assert "train" in capsys.readouterr().err
+    assert cli.main(["--help"]) == 0

@@ -1,0 +1,112 @@
+"""`keras-vae sweep`: runs per β, tables, pictures, HParams sessions, resuming."""
+
+import csv
+import math
+
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import metadata
+
+from pipelines import sweep
+
+TINY = ["--data", "digits", "--image-size", "8", "--channels", "1", "--epochs", "1",
+        "--batch-size", "64", "--filters", "8,16", "--seed", "0", "-q"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    output = tmp_path_factory.mktemp("sweeps")
+    argv = [*TINY, "--betas", "0,1", "--latent-dims", "4", "--output-dir", str(output),
+            "--sweep-name", "tiny"]
+    assert sweep.main(argv) == 0
+    return output / "tiny", argv
+
+
+def _table(folder):
+    with open(folder / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_writes_one_finite_row_per_beta(swept):
+    folder, _ = swept
+    rows = _table(folder)
+    assert [(r["beta"], r["latent_dim"], r["status"], r["run"]) for r in rows] == [
+        ("0", "4", "ok", "beta-0-z4"), ("1", "4", "ok", "beta-1-z4")]
+    for row in rows:
+        rate, distortion, elbo = (float(row[k]) for k in ("rate", "distortion", "elbo"))
+        assert all(map(math.isfinite, (rate, distortion, elbo)))
+        assert elbo == pytest.approx(-(rate + distortion), rel=1e-3)
+        assert 0 <= int(row["active_units"]) <= 4
+    # Without a KL penalty the posterior spreads out; at β = 1 after one epoch
+    # it has (nearly) collapsed onto the prior.
+    assert float(rows[0]["rate"]) > float(rows[1]["rate"]) + 1.0
+    markdown = (folder / "results.md").read_text()
+    assert "| 0 | 4 | ok |" in markdown and "| 1 | 4 | ok |" in markdown
+
+
+def test_sweep_writes_its_pictures(swept):
+    folder, _ = swept
+    for name in ("rate_distortion.png", "reconstructions.png"):
+        with Image.open(folder / name) as png:
+            assert png.format == "PNG" and min(png.size) > 100
+
+
+def test_each_run_is_an_hparams_session_with_its_final_metrics(swept):
+    folder, _ = swept
+    for row in _table(folder):
+        logs = folder / "runs" / row["run"] / "logs"
+        events = event_accumulator.EventAccumulator(
+            str(logs), size_guidance={event_accumulator.TENSORS: 0})
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        session = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG])
+        assert session.hparams["beta"].number_value == float(row["beta"])
+        assert session.hparams["latent_dim"].number_value == 4
+        experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+        assert {m.name.tag for m in experiment.metric_infos} == set(sweep.METRICS)
+        rate = tf.make_ndarray(events.Tensors("rate")[0].tensor_proto)
+        assert rate == pytest.approx(float(row["rate"]), rel=1e-6)
+
+
+def test_rerunning_the_sweep_skips_finished_runs(swept):
+    folder, argv = swept
+    before = _table(folder)
+    models = sorted((folder / "runs").glob("*/model.keras"))
+    stamps = [m.stat().st_mtime_ns for m in models]
+    assert sweep.main(argv) == 0
+    assert [m.stat().st_mtime_ns for m in models] == stamps  # not retrained
+    assert _table(folder) == before
+    assert len(list((folder / "runs" / "beta-0-z4" / "logs").glob("events.*"))) == 1
+
+
+def test_a_failed_run_is_reported_and_the_exit_status_is_1(tmp_path, capsys):
+    # σ = 1e-30: σ² underflows to 0 in float32, the loss is infinite at step 1.
+    argv = [*TINY, "--betas", "1", "--likelihood", f"gaussian:{1e-30:.32f}",
+            "--output-dir", str(tmp_path)]
+    assert sweep.main(argv) == 1
+    assert "1 of 1 runs failed (beta-1)" in capsys.readouterr().err
+    (row,) = _table(tmp_path / "sweep")
+    assert row["status"] == "failed" and row["rate"] == "" and "NaN" in row["error"]
+    assert not (tmp_path / "sweep" / "rate_distortion.png").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--betas", "0,-1"], "β values >= 0"),
+    (["--latent-dim", "4"], "unrecognized arguments: --latent-dim"),
+])
+def test_bad_flags_exit_2_with_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([*TINY, *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_sweep_needs_validation_data(tmp_path, capsys):
+    argv = [*TINY, "--validation-split", "0", "--output-dir", str(tmp_path)]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--validation-split > 0" in err
+    assert not any(tmp_path.iterdir())

@@ -5,7 +5,6 @@ stderr, nothing left at RUN_DIR/export but the previous export); 2 usage.
 """
 
 import argparse
-import os
 import sys
 
 from export import common
@@ -48,7 +47,7 @@ def main(argv=None, prog="keras-vae export"):
     try:
         # Refuse a wrong folder before the seconds-long TensorFlow import.
         common.model_path(args.run_dir)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import pipelines  # noqa: F401  (imports TensorFlow without its start-up noise)
         from export.exporter import export_run
 
         export_run(

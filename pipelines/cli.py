@@ -63,15 +63,12 @@ def demo_main(argv=None):
     if status:
         return status
     folder = folders[0]
+    from export import ExportError, export_run
+
     try:
-        from export import ExportError, export_run
-    except ImportError:
-        print("The export package is not installed: skipping the export.")
-    else:
-        try:
-            export_run(folder)
-        except ExportError as err:
-            return _error(f"the run trained, but its export failed: {err}", 1)
+        export_run(folder)
+    except ExportError as err:
+        return _error(f"the run trained, but its export failed: {err}", 1)
     print(f"Run: {folder}\nTensorBoard: tensorboard --logdir {folder / 'logs'}")
     return 0
 
@@ -85,15 +82,7 @@ def main(argv=None):
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     if argv[0] == "demo":
         return demo_main(argv[1:])
-    name = COMMANDS[argv[0]][0]
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if not name.startswith(err.name or "\0"):
-            raise
-        print(f"keras-vae: error: {argv[0]} is not installed ({name} is missing)", file=sys.stderr)
-        return 2
-    return module.main(argv[1:])
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 
 if __name__ == "__main__":

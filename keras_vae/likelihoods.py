@@ -55,8 +55,12 @@ class Likelihood(keras.layers.Layer):
         """p(x|z) as a TFP distribution with event shape [H, W, C]."""
         raise NotImplementedError
 
-    def nll(self, x, params):
-        """Negative log-likelihood, nats per image, shape [batch]."""
+    def nll(self, x, params, training=False):
+        """Negative log-likelihood, nats per image, shape [batch].
+
+        `training` lets a likelihood fit its own parameters to the batch
+        (`Gaussian(sigma="optimal")`); evaluation then uses the fitted values.
+        """
         return -self.distribution(params).log_prob(x)
 
     def mean(self, params):
@@ -92,7 +96,7 @@ class Bernoulli(Likelihood):
             reinterpreted_batch_ndims=3,
         )
 
-    def nll(self, x, params):
+    def nll(self, x, params, training=False):
         # Binary cross-entropy summed over pixels; identical to −log_prob but
         # valid for fractional targets without TFP's integer cast.
         bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=params)
@@ -129,7 +133,7 @@ class Gaussian(Likelihood):
         self.min_log_sigma = float(min_log_sigma)
         if sigma in ("learned", "optimal"):
             # Learned: trained by gradient descent from σ = 1. Optimal: holds
-            # the last batch's σ*, used when decoding without data.
+            # the last training batch's σ*, used outside training.
             self.log_sigma = self.add_weight(
                 shape=(),
                 initializer="zeros",
@@ -143,7 +147,7 @@ class Gaussian(Likelihood):
         return cls(sigma=math.sqrt(beta / 2.0))
 
     def scale(self, x=None, params=None):
-        """σ for this batch, a scalar tensor (pixel units)."""
+        """σ, a scalar tensor (pixel units); with `x`, "optimal" fits it to the batch."""
         if isinstance(self.sigma, float | int):
             return tf.constant(self.sigma, dtype="float32")
         log_sigma = self.log_sigma
@@ -162,8 +166,10 @@ class Gaussian(Likelihood):
             reinterpreted_batch_ndims=3,
         )
 
-    def nll(self, x, params):
-        return -self.distribution(params, x).log_prob(x)
+    def nll(self, x, params, training=False):
+        # Only training fits σ*: evaluating with the last training batch's σ*
+        # keeps each image's NLL independent of the others in its batch.
+        return -self.distribution(params, x if training else None).log_prob(x)
 
     def mean(self, params):
         return tf.sigmoid(params)

@@ -18,7 +18,6 @@ from keras_vae import likelihoods as likelihoods_lib
 tfd = tfp.distributions
 
 _PACKAGE = "keras_vae"
-_METRICS = ("loss", "distortion", "rate", "elbo")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -44,6 +43,9 @@ class VAE(keras.Model):
             variable `model.capacity`, nats, set by a scheduler callback.
         seed: seed of the sampler of z, for reproducible training.
     """
+
+    #: The terms of `compute_terms` that fit/evaluate log (batch means).
+    metric_names = ("loss", "distortion", "rate", "elbo")
 
     def __init__(
         self,
@@ -97,7 +99,7 @@ class VAE(keras.Model):
             shape=(), initializer="zeros", trainable=False, name="batch_distortion",
             aggregation="mean",
         )
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in _METRICS}
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
         self.built = True
 
     def _check_shapes(self):
@@ -166,7 +168,7 @@ class VAE(keras.Model):
         eps = keras.random.normal(tf.shape(q.loc), seed=self.seed_generator)
         z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
         params = self.decoder(z, training=training)
-        distortion = tf.reduce_mean(self.likelihood.nll(x, params))
+        distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
         kl = self.kl_per_dim(q, z)
         rate = tf.reduce_mean(tf.reduce_sum(kl, axis=-1))
         penalty = rate
@@ -192,8 +194,9 @@ class VAE(keras.Model):
             loss = terms["loss"] / replicas if replicas > 1 else terms["loss"]
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
-        self.batch_rate.assign(terms["rate"])
-        self.batch_distortion.assign(terms["distortion"])
+        for name, variable in (("rate", self.batch_rate), ("distortion", self.batch_distortion)):
+            if name in terms:
+                variable.assign(terms[name])
         return self._log(terms)
 
     def test_step(self, data):

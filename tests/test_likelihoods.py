@@ -70,10 +70,13 @@ def test_optimal_gaussian_sigma_is_the_batch_rmse_and_minimises_nll(batch):
     x, params = batch
     lik = likelihoods.Gaussian(sigma="optimal")
     rmse = float(np.sqrt(((x - _sigmoid(params)) ** 2).mean()))
-    nll = lik.nll(x, params).numpy()
+    nll = lik.nll(x, params, training=True).numpy()
     np.testing.assert_allclose(math.exp(float(lik.log_sigma.numpy())), rmse, rtol=1e-4)
     for other in (0.9 * rmse, 1.1 * rmse):
         assert nll.sum() < likelihoods.Gaussian(sigma=other).nll(x, params).numpy().sum()
+    # Outside training the fitted σ* is kept: one image's NLL ignores the others.
+    np.testing.assert_allclose(lik.nll(x[:1], params[:1]).numpy(), nll[:1], rtol=1e-5)
+    np.testing.assert_allclose(math.exp(float(lik.log_sigma.numpy())), rmse, rtol=1e-4)
 
 
 def test_mse_plus_beta_kl_is_a_gaussian_with_sigma_squared_beta_over_two(batch):
@@ -120,5 +123,6 @@ def test_bad_likelihood_arguments_say_what_to_do():
 def test_tf_function_traces_gaussian_optimal(batch):
     x, params = batch
     lik = likelihoods.Gaussian(sigma="optimal")
-    eager = lik.nll(x, params).numpy()
-    np.testing.assert_allclose(tf.function(lik.nll)(x, params).numpy(), eager, rtol=RTOL)
+    eager = lik.nll(x, params, training=True).numpy()
+    traced = tf.function(lambda x, p: lik.nll(x, p, training=True))(x, params).numpy()
+    np.testing.assert_allclose(traced, eager, rtol=RTOL)

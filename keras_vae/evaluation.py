@@ -1,0 +1,164 @@
+"""How good is a trained VAE: likelihood bounds and an autoencoder baseline.
+
+The ELBO is a lower bound on log p(x); the importance-weighted bound
+(Burda et al. 2016) tightens it towards log p(x) as the number of samples k
+grows. Numbers are nats per image unless stated; `bits_per_dim` converts to
+the bits per pixel and channel used to compare across image sizes.
+
+The baseline is the same encoder and decoder trained as a deterministic
+autoencoder (β = 0, no sampling): the best reconstruction the architecture
+can reach, and what giving up the prior costs when decoding z ~ N(0, I).
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.architectures import build_conv_vae
+from keras_vae.vae import VAE
+
+_PACKAGE = "keras_vae"
+
+
+def bits_per_dim(nats, image_shape):
+    """Nats per image -> bits per dimension: nats / (H·W·C·ln 2)."""
+    return nats / (math.prod(image_shape) * math.log(2.0))
+
+
+def iwae_bound(model, x, k=1000, chunk=100, seed=0):
+    """The importance-weighted lower bound on log p(x), nats per image, [B].
+
+        L_k = log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
+
+    (Burda et al. 2016). L_1 is the (single-sample) ELBO; E[L_k] never
+    decreases with k and tends to log p(x). The k samples are drawn `chunk`
+    at a time and combined with a streaming log-sum-exp, so peak memory is
+    O(B·chunk·H·W·C) whatever k is. `seed` fixes the samples.
+    """
+    if k < 1 or chunk < 1:
+        raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}.")
+    x = tf.convert_to_tensor(x, dtype="float32")
+    q = model._posterior_factors(x)  # Normal, batch shape [B, d].
+    total = None  # log Σ_i w_i over the chunks so far, [B].
+    for index, start in enumerate(range(0, k, chunk)):
+        chunk_lse = tf.reduce_logsumexp(
+            _log_weights(model, x, q, min(chunk, k - start), (seed, index)), axis=0
+        )
+        total = chunk_lse if total is None else tf.reduce_logsumexp(
+            tf.stack([total, chunk_lse]), axis=0
+        )
+    return (total - math.log(k)).numpy()
+
+
+def _log_weights(model, x, q, n, seed):
+    """log p(x|z) + log p(z) − log q(z|x) for n samples z per image, [n, B]."""
+    batch = tf.shape(x)[0]
+    eps = tf.random.stateless_normal(tf.concat([[n], tf.shape(q.loc)], 0), seed=seed)
+    z = q.loc + q.scale * eps  # [n, B, d]
+    log_q = tf.reduce_sum(q.log_prob(z), axis=-1)
+    log_prior = tf.reduce_sum(model.prior.log_prob(z), axis=-1)
+    params = model.decoder(tf.reshape(z, [n * batch, -1]), training=False)
+    images = tf.reshape(tf.repeat(x[None], n, axis=0), tf.shape(params))
+    nll = tf.reshape(model.likelihood.nll(images, params), [n, batch])
+    return log_prior - nll - log_q
+
+
+def reconstruction_errors(model, x):
+    """Distortion and MSE of the deterministic reconstruction, per image.
+
+    Decodes the posterior mean (no sampling) of a `VAE` or `Autoencoder`.
+    Returns `(nll, mse)`, numpy [B]: −log p(x|z = E_q[z]) in nats, and the
+    mean squared error of the likelihood mean over pixels and channels.
+    """
+    x = tf.convert_to_tensor(x, dtype="float32")
+    loc, _ = tf.split(model.encoder(x, training=False), 2, axis=-1)
+    params = model.decoder(loc, training=False)
+    mse = tf.reduce_mean(tf.square(x - model.likelihood.mean(params)), axis=[1, 2, 3])
+    return model.likelihood.nll(x, params).numpy(), mse.numpy()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Autoencoder(VAE):
+    """A deterministic autoencoder: encoder -> posterior mean -> decoder.
+
+    The β = 0 limit of a `VAE` with the same networks and likelihood: no
+    sampling, no KL; the loss is the distortion −log p(x|ẑ), nats per image,
+    with ẑ the first half of the encoder output. fit/evaluate log `loss`,
+    `distortion` and `mse` (mean squared error per pixel, pixel units²).
+    `sample` decodes z ~ N(0, I): the "samples" an autoencoder gives.
+    """
+
+    metric_names = ("loss", "distortion", "mse")
+
+    def __init__(self, encoder, decoder, likelihood="bernoulli", **kwargs):
+        kwargs["beta"] = 0.0
+        super().__init__(encoder, decoder, likelihood, **kwargs)
+
+    def compute_terms(self, x, training=False):
+        loc, _ = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        params = self.decoder(loc, training=training)
+        distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
+        return {
+            "loss": distortion,
+            "distortion": distortion,
+            "mse": tf.reduce_mean(tf.square(x - self.likelihood.mean(params))),
+        }
+
+
+def build_autoencoder(
+    input_shape, latent_dim=16, likelihood="bernoulli", filters=(32, 64), kernel_size=4
+):
+    """An `Autoencoder` with the networks `build_conv_vae` builds for the same
+    arguments (the encoder's log-variance half is left unused)."""
+    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size)
+    return Autoencoder(vae.encoder, vae.decoder, vae.likelihood, name="autoencoder")
+
+
+def evaluate(model, data, autoencoder=None, k=1000, chunk=100, seed=0, progress=True):
+    """Means over a data set (batched tf.data or an array) of a VAE's bounds.
+
+    Returns a dict of floats, nats per image unless stated: `elbo`, `rate`,
+    `distortion` (as the VAE reports them, one z sample per image), `iwae`
+    (the bound with k samples), `recon_nll` and `recon_mse` (the
+    deterministic reconstruction, see `reconstruction_errors`), `images`
+    (the count), and with an `autoencoder` its `ae_nll` and `ae_mse`.
+    A progress bar counts the batches.
+    """
+    if isinstance(data, tf.data.Dataset):
+        batches = data
+    else:
+        batches = tf.data.Dataset.from_tensor_slices(np.asarray(data, "float32")).batch(256)
+    count = int(batches.cardinality())  # Negative when unknown or infinite.
+    bar = None
+    if progress:
+        bar = keras.utils.Progbar(count if count >= 0 else None, unit_name="batch")
+    sums = {}
+
+    def add(name, values):
+        sums[name] = sums.get(name, 0.0) + float(np.sum(values))
+
+    for index, x in enumerate(batches):
+        x = x[0] if isinstance(x, tuple) else x
+        n = int(x.shape[0])
+        terms = model.compute_terms(x, training=False)
+        for name in ("elbo", "rate", "distortion"):
+            add(name, float(terms[name]) * n)
+        add("iwae", iwae_bound(model, x, k=k, chunk=chunk, seed=seed + index))
+        nll, mse = reconstruction_errors(model, x)
+        add("recon_nll", nll)
+        add("recon_mse", mse)
+        if autoencoder is not None:
+            nll, mse = reconstruction_errors(autoencoder, x)
+            add("ae_nll", nll)
+            add("ae_mse", mse)
+        add("images", n)
+        if bar:
+            bar.add(1)
+    if not sums:
+        raise ValueError("evaluate got no data: pass a non-empty data set.")
+    images = sums.pop("images")
+    results = {name: value / images for name, value in sums.items()}
+    results["images"] = int(images)
+    return results

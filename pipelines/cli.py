@@ -69,7 +69,10 @@ def demo_main(argv=None):
         export_run(folder)
     except ExportError as err:
         return _error(f"the run trained, but its export failed: {err}", 1)
-    print(f"Run: {folder}\nTensorBoard: tensorboard --logdir {folder / 'logs'}")
+    # The tensorboard script installed beside this Python (.venv/bin after `make`).
+    tensorboard = pathlib.Path(sys.executable).with_name("tensorboard")
+    tensorboard = tensorboard if tensorboard.exists() else "tensorboard"
+    print(f"Run: {folder}\nTensorBoard: {tensorboard} --logdir {folder / 'logs'}")
     return 0
 
 

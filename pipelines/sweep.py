@@ -98,11 +98,7 @@ def build_parser():
                         help="folder of the sweep under --output-dir (default: sweep)")
     parser.add_argument("--config", help="a TOML config file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    types = {"bool": train_lib._bool, "ints": train_lib._ints}
-    for flag, key, type_, help_ in train_lib.FLAGS:
-        if key not in SWEPT_KEYS and not key.startswith("beta."):
-            parser.add_argument(flag, dest=key, type=types.get(type_, type_),
-                                help=f"{help_} [{key}]")
+    train_lib.add_config_flags(parser, skip=(*SWEPT_KEYS, "beta."))
     return parser
 
 
@@ -135,18 +131,6 @@ def sweep_configs(args):
     return folder, configs
 
 
-def _check_same_sweep(config):
-    """A run folder trained with another config belongs to another sweep."""
-    existing = train_lib.run_dir(config) / "config.toml"
-    if existing.exists():
-        changed = config_lib.differences(config_lib.load_config(existing), config)
-        if changed:
-            raise ValueError(
-                f"{existing.parent} was trained with another config ({', '.join(changed)} "
-                "changed): pass another --sweep-name, or delete that folder"
-            )
-
-
 def _validation_metrics(folder):
     metrics = json.loads((folder / "metrics.json").read_text())["validation"]
     values = {k: metrics[k] for k in METRICS}
@@ -158,7 +142,7 @@ def _validation_metrics(folder):
 def run_all(configs, verbose=1):
     """Trains (or finds finished) every run; returns their `RunResult`s."""
     for config in configs:
-        _check_same_sweep(config)
+        train_lib.check_same_run(config, "pass another --sweep-name, or delete that folder")
     results = []
     for i, config in enumerate(configs, 1):
         beta, latent_dim = config["beta"]["value"], config["model"]["latent_dim"]

@@ -95,8 +95,9 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _check_same_run(folder, config):
-    """Refuses to resume a run folder that was trained with another config."""
+def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):
+    """Raises TrainingError if the run folder of `config` holds another config's run."""
+    folder = run_dir(config)
     path = folder / "config.toml"
     if not path.exists():
         return
@@ -104,7 +105,7 @@ def _check_same_run(folder, config):
     if changed:
         raise TrainingError(
             f"{folder} holds a run with a different config ({', '.join(changed)} "
-            "changed): pass another --run-name, or delete the folder to start over"
+            f"changed): {remedy}"
         )
 
 
@@ -363,7 +364,7 @@ def train(config, verbose=1, callbacks=()):
     # Collective ops need the strategy before any other TensorFlow work.
     strategy = make_strategy(t["strategy"])
     folder = run_dir(config)
-    _check_same_run(folder, config)
+    check_same_run(config)
     metrics = _read_json(folder / "metrics.json")
     if metrics and metrics["epochs_completed"] >= t["epochs"]:
         say(f"Run already finished ({metrics['epochs_completed']} epochs): {folder}")
@@ -502,13 +503,19 @@ def build_parser(prog="keras-vae train", config_default=None):
     )
     parser.add_argument("--config", default=config_default, help="a TOML config file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_config_flags(parser)
+    return parser
+
+
+def add_config_flags(parser, skip=()):
+    """Adds a flag for every config key in FLAGS, but those starting with a `skip` prefix."""
     types = {"bool": _bool, "ints": _ints}
     for flag, key, type_, help_ in FLAGS:
-        parser.add_argument(
-            flag, dest=key, metavar=key.partition(".")[2].upper(),
-            type=types.get(type_, type_), help=f"{help_} [{key}]",
-        )
-    return parser
+        if not key.startswith(tuple(skip)):
+            parser.add_argument(
+                flag, dest=key, metavar=key.partition(".")[2].upper(),
+                type=types.get(type_, type_), help=f"{help_} [{key}]",
+            )
 
 
 def parse_config(argv=None, prog="keras-vae train", config_default=None):

@@ -33,7 +33,7 @@ def latent_statistics(model, data, max_batches=None):
     for i, x in enumerate(_batches(data)):
         if max_batches is not None and i >= max_batches:
             break
-        q = model._posterior_factors(x)
+        q = model.posterior_factors(x)
         kls.append(model.kl_per_dim(q, q.sample(seed=[i, 0])).numpy())
         locs.append(q.loc.numpy())
     if not locs:

@@ -40,7 +40,7 @@ def iwae_bound(model, x, k=1000, chunk=100, seed=0):
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}.")
     x = tf.convert_to_tensor(x, dtype="float32")
-    q = model._posterior_factors(x)  # Normal, batch shape [B, d].
+    q = model.posterior_factors(x)  # Normal, batch shape [B, d].
     total = None  # log Σ_i w_i over the chunks so far, [B].
     for index, start in enumerate(range(0, k, chunk)):
         chunk_lse = tf.reduce_logsumexp(

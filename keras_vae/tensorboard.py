@@ -58,7 +58,7 @@ def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
     """
     x = np.asarray(images[:GRID_COLUMNS], dtype="float32")
     dims = [int(d) for d in np.argsort(-np.asarray(kl_per_dim))[:num_dims]]
-    z = model._posterior_factors(x[:1]).loc.numpy()[0]
+    z = model.posterior_factors(x[:1]).loc.numpy()[0]
     return {
         "reconstructions": plotting.comparison_grid([x, np.asarray(model(x))]),
         "samples": plotting.image_grid(

@@ -125,9 +125,10 @@ class VAE(keras.Model):
 
     def encode(self, x, training=False):
         """q(z|x): a diagonal Gaussian, event shape [latent_dim]."""
-        return tfd.Independent(self._posterior_factors(x, training), 1)
+        return tfd.Independent(self.posterior_factors(x, training), 1)
 
-    def _posterior_factors(self, x, training=False):
+    def posterior_factors(self, x, training=False):
+        """q(z_d|x) per latent dimension: a `tfd.Normal` of batch shape [B, latent_dim]."""
         loc, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
         return tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_var))
 
@@ -164,7 +165,7 @@ class VAE(keras.Model):
 
     def compute_terms(self, x, training=False):
         """Per-batch loss terms, nats per image (batch means)."""
-        q = self._posterior_factors(x, training)
+        q = self.posterior_factors(x, training)
         eps = keras.random.normal(tf.shape(q.loc), seed=self.seed_generator)
         z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
         params = self.decoder(z, training=training)

@@ -50,7 +50,7 @@ def _exact(model, x, w, b):
     joint = log_lik + log_prior
     top = joint.max(axis=1, keepdims=True)
     log_px = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1) * dz)
-    q = model._posterior_factors(x)
+    q = model.posterior_factors(x)
     mu, sigma = q.loc.numpy(), q.scale.numpy()  # [B, 1]
     q_density = np.exp(-0.5 * ((z - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     expected_log_lik = (q_density * log_lik).sum(axis=1) * dz

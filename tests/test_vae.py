@@ -93,7 +93,7 @@ def test_capacity_objective_penalises_distance_to_capacity(digits):
 def test_monte_carlo_kl_estimates_the_analytic_kl(digits):
     analytic, mc = _model(kl="analytic"), _model(kl="mc")
     mc.set_weights(analytic.get_weights())
-    q = analytic._posterior_factors(tf.repeat(digits[:1], 20000, axis=0))
+    q = analytic.posterior_factors(tf.repeat(digits[:1], 20000, axis=0))
     z = q.sample(seed=[1, 2])
     exact = analytic.kl_per_dim(q, z).numpy().sum(-1).mean()
     estimate = mc.kl_per_dim(q, z).numpy().sum(-1).mean()

@@ -15,7 +15,16 @@ import json
 import math
 import os
 import pathlib
-import sys
+
+import keras
+import numpy as np
+
+from keras_vae import data as data_lib
+from keras_vae import diagnostics
+from keras_vae import evaluation
+from keras_vae import plotting
+from pipelines import cli
+from pipelines import config as config_lib
 
 BASELINE = "baseline_autoencoder.keras"
 GRID_IMAGES = 8  # Images per row of the comparison grids.
@@ -74,10 +83,6 @@ def check_run_dir(run_dir):
 
 def train_baseline(config, train_ds, steps, epochs, verbose=1):
     """The autoencoder baseline of the run's architecture, trained like the run."""
-    import keras
-
-    from keras_vae import evaluation
-
     m, t = config["model"], config["train"]
     keras.utils.set_random_seed(t["seed"])
     image_shape = (config["data"]["image_size"],) * 2 + (config["data"]["channels"],)
@@ -104,16 +109,6 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     `keras_vae.data.DataError` with one-line messages.
     """
     check_run_dir(run_dir)
-    # Imported here: TensorFlow takes seconds to load, and a wrong path
-    # should fail at once.
-    import keras
-
-    import keras_vae  # noqa: F401  (registers VAE for load_model)
-    from keras_vae import data as data_lib
-    from keras_vae import diagnostics
-    from keras_vae import evaluation
-    from pipelines import config as config_lib
-
     run_dir = pathlib.Path(run_dir)
     config = config_lib.load_config(run_dir / "config.toml")
     d, t = config["data"], config["train"]
@@ -160,8 +155,6 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
 
 
 def _report(run_dir, source, split, k, image_shape, numbers, stats):
-    from keras_vae import evaluation
-
     def with_bits(values):
         out = {}
         for name, value in values.items():
@@ -198,10 +191,6 @@ def _report(run_dir, source, split, k, image_shape, numbers, stats):
 
 
 def _save_grids(run_dir, x, vae, autoencoder, seed):
-    import numpy as np
-
-    from keras_vae import plotting
-
     plotting.labelled_comparison(
         [np.asarray(x), np.asarray(vae(x)), np.asarray(autoencoder(x))],
         ["data", "VAE", "autoencoder"],
@@ -264,13 +253,6 @@ def markdown(report):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        check_run_dir(args.run_dir)  # Before TensorFlow loads: fails in a blink.
-    except FileNotFoundError as err:
-        print(f"keras-vae: error: {err}", file=sys.stderr)
-        return 2
-    from pipelines import cli
-
     return cli.run_command(lambda: evaluate_run(
         args.run_dir, data=args.data, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
         baseline_epochs=args.baseline_epochs, seed=args.seed, verbose=0 if args.quiet else 1,

@@ -181,9 +181,11 @@ def load_image_folder(path, image_size=None, channels=3, max_side=None):
 
 
 def split_indices(n, validation_split=0.1, seed=0):
-    """Splits range(n) into sorted (train, validation) indices, fixed by seed.
+    """Splits range(n) into (train, validation) indices, fixed by seed.
 
     The validation count is rounded up: any positive split holds out one.
+    Validation indices keep their random order, so the first few validation
+    images (the ones grids show) are a fair sample even of sorted data.
     """
     if not 0 <= validation_split < 1:
         raise DataError(
@@ -196,7 +198,7 @@ def split_indices(n, validation_split=0.1, seed=0):
             "add images or pass validation_split=0"
         )
     order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[num_val:]), np.sort(order[:num_val])
+    return np.sort(order[num_val:]), order[:num_val]
 
 
 def _as_uint8_images(x):

@@ -9,6 +9,7 @@ to `<output_dir>/<sweep_name>/`:
     rate_distortion.png   validation distortion against rate, one point per run
     results.md, .csv      β, latent_dim, rate, distortion, elbo, active_units
     reconstructions.png   the same validation images: inputs, then one row per run
+    samples.png           the same prior draws decoded by each run, one row per run
 
 Each finished run also gets a TensorBoard HParams session in its logs/ folder
 (β and latent size as hyperparameters, the final validation numbers as
@@ -253,18 +254,23 @@ def validation_images(config, count=NUM_RECONSTRUCTIONS):
     return next(iter(val_ds)).numpy()
 
 
-def write_reconstructions(folder, images, done):
-    """reconstructions.png: `images`, then the reconstructions of each
-    finished run in `done`."""
-    rows, labels = [images], ["input"]
+def write_grids(folder, images, done, seed=0):
+    """reconstructions.png: `images`, then their reconstructions by each
+    finished run in `done`; samples.png: the same prior draws decoded by each."""
     several_sizes = len({r.latent_dim for r in done}) > 1
+    labels, reconstructions, samples = [], [images], []
     for result in done:
         model = keras.saving.load_model(result.folder / "model.keras")
-        rows.append(np.asarray(model(images, training=False)))
+        reconstructions.append(np.asarray(model(images, training=False)))
+        samples.append(np.asarray(model.sample(len(images), seed=seed)))
         labels.append(f"β={result.beta:g}" + (f", z={result.latent_dim}" if several_sizes else ""))
     plotting.labelled_comparison(
-        rows, labels, folder / "reconstructions.png",
+        reconstructions, ["input", *labels], folder / "reconstructions.png",
         title="Validation reconstructions (best model of each run)",
+    )
+    plotting.labelled_comparison(
+        samples, labels, folder / "samples.png",
+        title="Prior samples z ~ N(0, I), decoded (best model of each run)",
     )
 
 
@@ -279,7 +285,7 @@ def write_reports(folder, data_name, images, results):
         folder / "rate_distortion.png",
         title=f"Rate–distortion, {data_name} (validation)",
     )
-    write_reconstructions(folder, images, done)
+    write_grids(folder, images, done)
 
 
 def sweep(args):

@@ -48,7 +48,7 @@ def test_sweep_writes_one_finite_row_per_beta(swept):
 
 def test_sweep_writes_its_pictures(swept):
     folder, _ = swept
-    for name in ("rate_distortion.png", "reconstructions.png"):
+    for name in ("rate_distortion.png", "reconstructions.png", "samples.png"):
         with Image.open(folder / name) as png:
             assert png.format == "PNG" and min(png.size) > 100
 

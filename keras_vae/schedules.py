@@ -9,6 +9,8 @@ Schedules accept an int or a numpy array of steps, so a whole curve can be
 plotted with `schedule(np.arange(n))`.
 """
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -154,6 +156,17 @@ _NAMES = {
     "cyclical": Cyclical,
     "sigmoid": Sigmoid,
 }
+
+
+#: The names `get` accepts.
+NAMES = tuple(_NAMES)
+
+
+def parameter_names(name):
+    """The constructor arguments of the schedule called `name`, e.g. ("value",)."""
+    if name not in _NAMES:
+        raise ValueError(f"Unknown beta schedule {name!r}: use one of {sorted(_NAMES)}.")
+    return tuple(inspect.signature(_NAMES[name]).parameters)
 
 
 def serialize(schedule):

@@ -521,9 +521,9 @@ in {elapsed_s / 60:.1f} min on {info['date']}: {info['cpu']}, {info['cores']} co
 TensorFlow {info['tensorflow']}, Keras {info['keras']}, oneDNN \
 (TF_ENABLE_ONEDNN_OPTS) {info['onednn']}. The 1-minute load average, sampled
 at the start, after each round and at the end, was
-{', '.join(f'{v:.1f}' for v in extras['load_averages'])}: above {info['cores']},
-other processes were competing for the cores and every rate is an
-underestimate. Re-run it to measure your machine.
+{', '.join(f'{v:.1f}' for v in extras['load_averages'])} (the benchmark itself accounts for
+about {info['cores']}; above that, other processes competed for the cores and
+the rates are underestimates). Re-run it to measure your machine.
 
 **Method.** Training images per second of keras-vae's `VAE.fit` against a plain
 Keras loop (the Keras documentation's VAE example: a `Sampling` layer and a

@@ -37,14 +37,7 @@ from keras_vae import schedules
 from keras_vae import tensorboard
 from pipelines import config as config_lib
 
-#: Parameters of each β schedule / controller, keys of the [beta] table.
-SCHEDULE_KEYS = {
-    "constant": ("value",),
-    "linear": ("start", "stop", "warmup_steps", "delay_steps"),
-    "linear_warmup": ("start", "stop", "warmup_steps", "delay_steps"),
-    "cyclical": ("period", "ratio", "start", "stop"),
-    "sigmoid": ("start", "stop", "midpoint_steps", "width_steps"),
-}
+#: Feedback controllers: (class, required [beta] key, optional [beta] keys).
 CONTROLLERS = {
     "kl_target": (callbacks_lib.KLTargetController, "target_rate",
                   ("kp", "ki", "beta_min", "beta_max")),
@@ -188,12 +181,12 @@ def beta_callback(beta, state=None):
         kwargs = {k: beta[k] for k in optional if beta[k] is not None}
         controller = cls.from_config(state) if state else cls(beta[required], **kwargs)
         return controller, controller.beta
-    if name not in SCHEDULE_KEYS:
+    if name not in schedules.NAMES:
         raise ValueError(
             f"Unknown beta schedule {name!r}: use one of "
-            f"{', '.join([*SCHEDULE_KEYS, *CONTROLLERS])}"
+            f"{', '.join([*schedules.NAMES, *CONTROLLERS])}"
         )
-    schedule = schedules.get(name, **{k: beta[k] for k in SCHEDULE_KEYS[name]})
+    schedule = schedules.get(name, **{k: beta[k] for k in schedules.parameter_names(name)})
     return callbacks_lib.BetaScheduler(schedule, update=beta["update"]), schedule(0)
 
 

@@ -13,18 +13,17 @@ the two PNGs eval.md shows.
 import argparse
 import json
 import math
-import os
 import pathlib
 
 import keras
 import numpy as np
 
-from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import plotting
 from pipelines import cli
 from pipelines import config as config_lib
+from pipelines import train as train_lib
 
 BASELINE = "baseline_autoencoder.keras"
 GRID_IMAGES = 8  # Images per row of the comparison grids.
@@ -95,12 +94,6 @@ def train_baseline(config, train_ds, steps, epochs, verbose=1):
     return model
 
 
-def _save_model_atomically(model, path):
-    temp = path.with_name(f".{path.stem}.tmp.keras")  # Keras wants the suffix.
-    model.save(temp)
-    os.replace(temp, path)
-
-
 def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
                  baseline_epochs=None, seed=0, verbose=1):
     """Evaluates a run folder; writes eval.json, eval.md and their PNGs.
@@ -114,16 +107,9 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     d, t = config["data"], config["train"]
     say = print if verbose else (lambda *a, **k: None)
 
-    def datasets(source, batch):
-        return data_lib.make_datasets(
-            source, image_size=d["image_size"], channels=d["channels"], batch_size=batch,
-            validation_split=d["validation_split"], seed=d["seed"],
-            random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
-        )
-
     vae = keras.saving.load_model(run_dir / "model.keras")
     source = data or d["source"]
-    train_ds, val_ds, info = datasets(source, batch_size or t["batch_size"])
+    train_ds, val_ds, info = train_lib.make_datasets(config, source, batch_size)
     split, eval_ds = ("validation", val_ds) if val_ds is not None else ("train", train_ds)
     vae.check_input(eval_ds)
 
@@ -133,11 +119,11 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
         autoencoder = keras.saving.load_model(baseline_path)
     else:
         epochs = baseline_epochs or t["epochs"]
-        run_train, _, run_info = datasets(d["source"], t["batch_size"])
+        run_train, _, run_info = train_lib.make_datasets(config)
         steps = t["steps_per_epoch"] or math.ceil(run_info.train_samples / t["batch_size"])
         say(f"Training the autoencoder baseline for {epochs} epoch(s)")
         autoencoder = train_baseline(config, run_train, steps, epochs, verbose)
-        _save_model_atomically(autoencoder, baseline_path)
+        train_lib.save_model(autoencoder, baseline_path)
 
     count = info.val_samples if split == "validation" else info.train_samples
     say(f"Evaluating on {count} {split} images; IWAE bound with k = {k}")

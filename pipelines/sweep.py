@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from keras_vae import data as data_lib  # Importing keras_vae registers the VAE.
 from keras_vae import plotting
 from pipelines import config as config_lib
 from pipelines import train as train_lib
@@ -245,12 +244,7 @@ def write_tables(folder, results):
 
 def validation_images(config, count=NUM_RECONSTRUCTIONS):
     """The first `count` validation images of `config`'s data, [N, H, W, C]."""
-    d = config["data"]
-    _, val_ds, _ = data_lib.make_datasets(
-        d["source"], image_size=d["image_size"], channels=d["channels"],
-        batch_size=count, validation_split=d["validation_split"], seed=d["seed"],
-        random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
-    )
+    _, val_ds, _ = train_lib.make_datasets(config, batch_size=count)
     return next(iter(val_ds)).numpy()
 
 

@@ -265,9 +265,16 @@ class _SaveRun(keras.callbacks.Callback):
         config_lib.write_atomic(self.folder / "checkpoints" / "state.json", json.dumps(state))
 
     def _save(self, name):
-        tmp = self.folder / f".{name}.tmp.keras"
-        self.model.save(tmp)
-        tmp.replace(self.folder / name)
+        save_model(self.model, self.folder / name)
+
+
+def save_model(model, path):
+    """`model.save(path)` through a temporary file and a rename, so an
+    interrupted save never leaves a truncated .keras file."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras wants the suffix.
+    model.save(tmp)
+    tmp.replace(path)
 
 
 # -- Training ------------------------------------------------------------------
@@ -296,15 +303,23 @@ def _images(ds, limit):
     return np.concatenate(batches)[:limit]
 
 
+def make_datasets(config, source=None, batch_size=None):
+    """`keras_vae.data.make_datasets` for the [data] table of `config`:
+    (train_ds, val_ds, info). `source` and `batch_size` override the config's."""
+    d = config["data"]
+    return data_lib.make_datasets(
+        source or d["source"], image_size=d["image_size"], channels=d["channels"],
+        batch_size=batch_size or config["train"]["batch_size"],
+        validation_split=d["validation_split"], seed=d["seed"],
+        random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
+    )
+
+
 def _datasets(config, strategy):
     """{"train": ..., "validation": ...} of (repeated dataset, steps per pass,
     one-pass dataset), and the `DataInfo`. No validation split, no "validation"."""
-    d, batch_size = config["data"], config["train"]["batch_size"]
-    train_ds, val_ds, info = data_lib.make_datasets(
-        d["source"], image_size=d["image_size"], channels=d["channels"],
-        batch_size=batch_size, validation_split=d["validation_split"], seed=d["seed"],
-        random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
-    )
+    batch_size = config["train"]["batch_size"]
+    train_ds, val_ds, info = make_datasets(config)
     steps = config["train"]["steps_per_epoch"] or math.ceil(info.train_samples / batch_size)
     sets = {"train": (_distribute(train_ds, strategy), steps, train_ds)}
     if val_ds is not None:

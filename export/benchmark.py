@@ -110,12 +110,6 @@ def tables(rows, title):
     return markdown, buffer.getvalue()
 
 
-def _write(text, path):
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m export.benchmark", description=__doc__.splitlines()[0]
@@ -149,8 +143,10 @@ def main(argv=None):
             f"{os.cpu_count()} CPU cores, median of {args.repeats} runs after {WARMUP} warm-up."
         )
         markdown, table = tables(rows, title)
-        _write(markdown, out.with_suffix(".md"))
-        _write(table, out.with_suffix(".csv"))
+        from keras_vae import files  # TensorFlow is loaded by now.
+
+        files.write_text(out.with_suffix(".md"), markdown)
+        files.write_text(out.with_suffix(".csv"), table)
     except (common.ExportError, OSError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

@@ -7,9 +7,6 @@ run never leaves a truncated PNG that looks valid.
 """
 
 import math
-import os
-import pathlib
-import tempfile
 
 import matplotlib
 
@@ -18,6 +15,8 @@ matplotlib.use("Agg")  # Files only: no display needed, safe in threads and CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from keras_vae import files  # noqa: E402
 
 #: Colour of the padding between grid cells, uint8.
 PAD_VALUE = 255
@@ -119,21 +118,6 @@ def latent_traversals(model, z, dims, values):
     return np.asarray(model.likelihood.mean(params))
 
 
-def _write_atomically(path, write):
-    """Calls `write(temp_path)`, then renames the temp file onto `path`."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        os.remove(temp)
-        raise
-    return path
-
-
 def save_png(image, path):
     """Writes a uint8 array [H, W] or [H, W, 3] to `path` as PNG, atomically."""
     image = np.asarray(image)
@@ -143,7 +127,7 @@ def save_png(image, path):
             f"{image.shape}: build it with image_grid or comparison_grid."
         )
     picture = Image.fromarray(image)
-    return _write_atomically(path, lambda temp: picture.save(temp, format="PNG"))
+    return files.write_atomically(path, lambda temp: picture.save(temp, format="PNG"))
 
 
 def save_figure(figure, path, dpi=150):
@@ -152,7 +136,7 @@ def save_figure(figure, path, dpi=150):
     The saved area grows to fit every label and title (`bbox_inches="tight"`).
     """
     try:
-        return _write_atomically(path, lambda temp: figure.savefig(
+        return files.write_atomically(path, lambda temp: figure.savefig(
             temp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05))
     finally:
         plt.close(figure)

@@ -48,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
 from keras_vae import data as data_lib  # noqa: E402
+from keras_vae import files  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,7 +509,7 @@ def write_csv(rows, path):
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buffer.getvalue())
+    files.write_text(path, buffer.getvalue())
 
 
 def write_markdown(rows, extras, info, settings, path, elapsed_s):
@@ -557,14 +558,7 @@ paintings (random crops).
 
 {pipeline_table(extras, rows)}
 """
-    _write_atomic(path, text)
-
-
-def _write_atomic(path, text):
-    path = pathlib.Path(path)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    files.write_text(path, text)
 
 
 def main(argv=None):

@@ -6,9 +6,10 @@ has no null, so such keys are simply left out of the files written here.
 """
 
 import copy
-import os
 import pathlib
 import tomllib
+
+from keras_vae import files
 
 DEFAULTS = {
     "data": {
@@ -133,15 +134,6 @@ def differences(old, new, ignore=RUN_INDEPENDENT_KEYS):
     return sorted(k for k in old.keys() | new.keys() if k not in ignore and old.get(k) != new.get(k))
 
 
-def write_atomic(path, text):
-    """Writes `text` to `path` through a temporary file and a rename, so a
-    crash leaves either the old file or the new one, never half of one."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def dump_toml(config, path):
     """Writes a config (nested dicts of str, int, float, bool, lists) as TOML.
 
@@ -152,7 +144,7 @@ def dump_toml(config, path):
         lines.append(f"[{section}]")
         lines += [f"{key} = {_toml_value(v)}" for key, v in table.items() if v is not None]
         lines.append("")
-    write_atomic(path, "\n".join(lines))
+    files.write_text(path, "\n".join(lines))
 
 
 def _toml_value(value):

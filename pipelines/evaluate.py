@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_vae import diagnostics
 from keras_vae import evaluation
+from keras_vae import files
 from keras_vae import plotting
 from pipelines import cli
 from pipelines import config as config_lib
@@ -134,8 +135,8 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
 
     x = next(iter(eval_ds))[:GRID_IMAGES]
     _save_grids(run_dir, x, vae, autoencoder, seed)
-    config_lib.write_atomic(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
-    config_lib.write_atomic(run_dir / "eval.md", markdown(report))
+    files.write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    files.write_text(run_dir / "eval.md", markdown(report))
     say(f"Wrote {run_dir / 'eval.json'} and {run_dir / 'eval.md'}")
     return report
 

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+from keras_vae import files
 from keras_vae import plotting
 from pipelines import config as config_lib
 from pipelines import train as train_lib
@@ -223,7 +224,7 @@ def write_tables(folder, results):
     writer.writeheader()
     for result in results:
         writer.writerow({**_row(result, repr), "error": result.error})
-    config_lib.write_atomic(folder / "results.csv", text.getvalue())
+    files.write_text(folder / "results.csv", text.getvalue())
 
     rows = [_row(r, lambda v: f"{v:.2f}") for r in results]
     lines = [
@@ -239,7 +240,7 @@ def write_tables(folder, results):
     failures = [f"- {r.folder.name}: {r.error}" for r in results if r.failed]
     if failures:
         lines += ["", "Failed runs:", "", *failures]
-    config_lib.write_atomic(folder / "results.md", "\n".join(lines) + "\n")
+    files.write_text(folder / "results.md", "\n".join(lines) + "\n")
 
 
 def validation_images(config, count=NUM_RECONSTRUCTIONS):

@@ -32,6 +32,7 @@ import keras_vae
 from keras_vae import callbacks as callbacks_lib
 from keras_vae import data as data_lib
 from keras_vae import diagnostics
+from keras_vae import files
 from keras_vae import plotting
 from keras_vae import schedules
 from keras_vae import tensorboard
@@ -262,7 +263,7 @@ class _SaveRun(keras.callbacks.Callback):
             "train_seconds": self.seconds,
             "controller": self.controller.get_config() if self.controller else None,
         }
-        config_lib.write_atomic(self.folder / "checkpoints" / "state.json", json.dumps(state))
+        files.write_text(self.folder / "checkpoints" / "state.json", json.dumps(state))
 
     def _save(self, name):
         save_model(self.model, self.folder / name)
@@ -429,7 +430,7 @@ def train(config, verbose=1, callbacks=()):
     metrics = _final_metrics(model, sets, saver)
     if chief:
         _save_images(model, board.images, folder, t["seed"])
-        config_lib.write_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
+        files.write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     else:
         shutil.rmtree(out, ignore_errors=True)
     say(f"Finished: {folder}")

@@ -40,15 +40,13 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_vae  # noqa: E402
-from keras_vae import data as data_lib  # noqa: E402
-from keras_vae import files  # noqa: E402
+import keras_vae
+from keras_vae import data as data_lib
+from keras_vae import files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,13 +61,14 @@ def decoder(model):
 
 
 def encoder(model):
-    """image -> the posterior's mean and log-variance (the encoder's two halves)."""
+    """image -> the posterior's mean and log-variance, as `VAE.posterior_params`
+    gives them (the log-variance soft-bounded as in training)."""
     net = model.encoder
     spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name=IMAGE)
 
     @tf.function(input_signature=[spec])
     def encode(image):
-        mean, log_variance = tf.split(net(image, training=False), 2, axis=-1)
+        mean, log_variance = model.posterior_params(image)
         return {POSTERIOR_MEAN: mean, POSTERIOR_LOG_VARIANCE: log_variance}
 
     return Endpoint("encoder", encode, net, IMAGE, (POSTERIOR_MEAN, POSTERIOR_LOG_VARIANCE))

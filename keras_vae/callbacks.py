@@ -1,9 +1,11 @@
-"""Callbacks that set β during `fit`: a scheduler and two feedback controllers.
+"""Callbacks for `fit`: β's scheduler and feedback controllers, and the NaN stop.
 
-All of them only *write* `model.beta` (or `model.capacity`); the model reads it
-in its train step. The scheduler evaluates a pure schedule at the optimizer's
-step; the controllers react to the measured rate or distortion and keep their
-state in public attributes, serialized by `get_config`.
+The β callbacks only *write* `model.beta` (or `model.capacity`); the model
+reads it in its train step. The scheduler evaluates a pure schedule at the
+optimizer's step; the controllers react to the measured rate or distortion and
+keep their state in public attributes, serialized by `get_config`.
+`TerminateOnNonFinite`, which `VAE.fit` adds by itself, ends training at the
+first NaN or infinite loss with a one-line error.
 """
 
 import math
@@ -13,6 +15,55 @@ import keras
 from keras_vae import schedules as schedules_lib
 
 _PACKAGE = "keras_vae"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or infinite loss; the one-line message says where."""
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TerminateOnNonFinite(keras.callbacks.Callback):
+    """Stops `fit` at the first non-finite training or validation loss.
+
+    Unlike Keras's `TerminateOnNaN`, which lets the epoch end (so later
+    callbacks would checkpoint broken weights), it raises at once, with the
+    step. `VAE.train_step` skips the update of a non-finite step (outside
+    tf.distribute), so the model keeps the weights from before it.
+    Subclasses may override `error`.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, "loss")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, "val_loss")
+
+    def _check(self, logs, key):
+        value = (logs or {}).get(key)
+        if value is not None and not math.isfinite(float(value)):
+            # The optimizer counts applied steps; the bad one was not applied.
+            shown = "NaN" if math.isnan(float(value)) else f"{float(value)}"
+            raise self.error(key, shown, int(self.model.optimizer.iterations.numpy()) + 1)
+
+    def error(self, key, value, step):
+        """The exception to raise: `key` ("loss" or "val_loss") became `value`
+        ("NaN", "inf" or "-inf") at optimizer step `step` (1-based)."""
+        kept = (
+            "the model keeps its weights from before that step"
+            if getattr(self.model, "skips_non_finite_steps", False)
+            else "the weights after that step may be non-finite"
+        )
+        return NonFiniteLossError(
+            f"training stopped at epoch {getattr(self, 'epoch', 0) + 1}, step {step}: "
+            f"{key} became {value}; {kept}; lower the learning rate or β, or check the "
+            "data for NaN or inf"
+        )
+
+    def get_config(self):
+        return {}
 
 
 class _BetaWriter(keras.callbacks.Callback):

@@ -49,15 +49,17 @@ def latent_statistics(model, data, max_batches=None):
     }
 
 
-def gradient_norms(model, x):
+def gradient_norms(model, x, seed=0):
     """Global L2 norms of ∇distortion and ∇(β·rate) on one batch.
 
     The "what does β do to gradient descent" view: the loss gradient is the
     sum of these two vectors, so β scales the second against the first.
+    Terms are computed as in training (σ* of the batch for σ-optimal), with z
+    drawn from the fixed `seed`: measuring changes no state of the model.
     """
     x = tf.convert_to_tensor(x, dtype="float32")
     with tf.GradientTape(persistent=True) as tape:
-        terms = model.compute_terms(x, training=True)
+        terms = model.compute_terms(x, training=True, seed=seed)
         weighted_rate = terms["loss"] - terms["distortion"]
     weights = model.trainable_weights
     norms = {}

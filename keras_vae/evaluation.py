@@ -2,12 +2,15 @@
 
 The ELBO is a lower bound on log p(x); the importance-weighted bound
 (Burda et al. 2016) tightens it towards log p(x) as the number of samples k
-grows. Numbers are nats per image unless stated; `bits_per_dim` converts to
-the bits per pixel and channel used to compare across image sizes.
+grows. Numbers are nats per image unless stated; `bits_per_dim` converts a
+negative log-likelihood to the bits per pixel and channel used to compare
+across image sizes.
 
 The baseline is the same encoder and decoder trained as a deterministic
 autoencoder (β = 0, no sampling): the best reconstruction the architecture
 can reach, and what giving up the prior costs when decoding z ~ N(0, I).
+It is scored like for like: its reconstructions under the VAE's likelihood
+(the same σ), and by MSE and PSNR, which need no σ at all.
 """
 
 import math
@@ -22,9 +25,32 @@ from keras_vae.vae import VAE
 _PACKAGE = "keras_vae"
 
 
-def bits_per_dim(nats, image_shape):
-    """Nats per image -> bits per dimension: nats / (H·W·C·ln 2)."""
-    return nats / (math.prod(image_shape) * math.log(2.0))
+#: The spacing of 8-bit pixel values scaled to [0, 1] (v / 255): the width of
+#: the bin of each value when a density on [0, 1] is read as a distribution
+#: over the 256 levels.
+EIGHT_BIT_BIN = 1.0 / 255.0
+
+
+def bits_per_dim(nll, image_shape, bin_width=None):
+    """A negative log-likelihood, nats per image -> bits per dimension.
+
+        bits/dim = (nll − D·ln bin_width) / (D·ln 2),   D = H·W·C.
+
+    Without `bin_width`, nll / (D·ln 2): right for a probability mass
+    function (or a KL). With `bin_width`, the NLL is of a *density* over
+    quantised data: −log P(bin) ≈ −log p(x) − ln bin_width per value, the
+    dequantisation correction of the literature (Theis et al. 2016), which
+    makes a density's bits/dim comparable to a discrete model's (8 bits =
+    uniform). Pass `EIGHT_BIT_BIN` for 8-bit images scaled by 1/255.
+    """
+    dims = math.prod(image_shape)
+    offset = 0.0 if bin_width is None else -dims * math.log(bin_width)
+    return (nll + offset) / (dims * math.log(2.0))
+
+
+def psnr(mse):
+    """Peak signal-to-noise ratio, dB, of a mean squared error on [0, 1] pixels."""
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
 
 
 def iwae_bound(model, x, k=1000, chunk=100, seed=0):
@@ -65,18 +91,21 @@ def _log_weights(model, x, q, n, seed):
     return log_prior - nll - log_q
 
 
-def reconstruction_errors(model, x):
+def reconstruction_errors(model, x, likelihood=None):
     """Distortion and MSE of the deterministic reconstruction, per image.
 
     Decodes the posterior mean (no sampling) of a `VAE` or `Autoencoder`.
-    Returns `(nll, mse)`, numpy [B]: −log p(x|z = E_q[z]) in nats, and the
-    mean squared error of the likelihood mean over pixels and channels.
+    Returns `(nll, mse)`, numpy [B]: −log p(x|z = E_q[z]) in nats under
+    `likelihood` (default: the model's own; pass another model's to compare
+    two models at one σ), and the mean squared error of the reconstruction
+    over pixels and channels (pixel units²).
     """
     x = tf.convert_to_tensor(x, dtype="float32")
-    loc, _ = tf.split(model.encoder(x, training=False), 2, axis=-1)
+    loc, _ = model.posterior_params(x)
     params = model.decoder(loc, training=False)
+    likelihood = likelihood or model.likelihood
     mse = tf.reduce_mean(tf.square(x - model.likelihood.mean(params)), axis=[1, 2, 3])
-    return model.likelihood.nll(x, params).numpy(), mse.numpy()
+    return likelihood.nll(x, params).numpy(), mse.numpy()
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -96,8 +125,8 @@ class Autoencoder(VAE):
         kwargs["beta"] = 0.0
         super().__init__(encoder, decoder, likelihood, **kwargs)
 
-    def compute_terms(self, x, training=False):
-        loc, _ = tf.split(self.encoder(x, training=training), 2, axis=-1)
+    def compute_terms(self, x, training=False, seed=None):
+        loc, _ = self.posterior_params(x, training)
         params = self.decoder(loc, training=training)
         distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
         return {
@@ -121,10 +150,12 @@ def evaluate(model, data, autoencoder=None, k=1000, chunk=100, seed=0, progress=
 
     Returns a dict of floats, nats per image unless stated: `elbo`, `rate`,
     `distortion` (as the VAE reports them, one z sample per image), `iwae`
-    (the bound with k samples), `recon_nll` and `recon_mse` (the
-    deterministic reconstruction, see `reconstruction_errors`), `images`
-    (the count), and with an `autoencoder` its `ae_nll` and `ae_mse`.
-    A progress bar counts the batches.
+    (the bound with k samples), `recon_nll`, `recon_mse` and `recon_psnr`
+    (dB, the mean over images; the deterministic reconstruction, see
+    `reconstruction_errors`), `images` (the count), and with an
+    `autoencoder` its `ae_nll` (under the VAE's likelihood: the same σ),
+    `ae_mse` and `ae_psnr`. Every sample is drawn from `seed`, so the
+    numbers repeat. A progress bar counts the batches.
     """
     if isinstance(data, tf.data.Dataset):
         batches = data
@@ -142,17 +173,16 @@ def evaluate(model, data, autoencoder=None, k=1000, chunk=100, seed=0, progress=
     for index, x in enumerate(batches):
         x = x[0] if isinstance(x, tuple) else x
         n = int(x.shape[0])
-        terms = model.compute_terms(x, training=False)
+        terms = model.compute_terms(x, training=False, seed=seed + index)
         for name in ("elbo", "rate", "distortion"):
             add(name, float(terms[name]) * n)
         add("iwae", iwae_bound(model, x, k=k, chunk=chunk, seed=seed + index))
-        nll, mse = reconstruction_errors(model, x)
-        add("recon_nll", nll)
-        add("recon_mse", mse)
-        if autoencoder is not None:
-            nll, mse = reconstruction_errors(autoencoder, x)
-            add("ae_nll", nll)
-            add("ae_mse", mse)
+        rows = [("recon", model)] + ([("ae", autoencoder)] if autoencoder is not None else [])
+        for prefix, net in rows:
+            nll, mse = reconstruction_errors(net, x, model.likelihood)
+            add(f"{prefix}_nll", nll)
+            add(f"{prefix}_mse", mse)
+            add(f"{prefix}_psnr", psnr(mse))
         add("images", n)
         if bar:
             bar.add(1)

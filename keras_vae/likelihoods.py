@@ -38,6 +38,20 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 _PACKAGE = "keras_vae"
+#: The lowest `min_log_sigma`: below σ = e^−20 (2e-9) ‖x − x̂‖²/2σ² leaves float32.
+MIN_LOG_SIGMA_LIMIT = -20.0
+
+
+def soft_clip(x, low, high=None):
+    """Bounds `x` below by `low` (and above by `high`) smoothly:
+    low + softplus(x − low), whose gradient never vanishes past the bound,
+    unlike `tf.maximum` (σ-VAE's softclip of log σ, Rybkin et al. 2021).
+    It shifts x by softplus(low − x): 0.018 at 4 units from the bound,
+    below float32 resolution beyond ~20."""
+    x = low + tf.nn.softplus(x - low)
+    if high is not None:
+        x = high - tf.nn.softplus(high - x)
+    return x
 
 
 class Likelihood(keras.layers.Layer):
@@ -50,6 +64,10 @@ class Likelihood(keras.layers.Layer):
 
     #: Range the data must lie in, checked before training (inclusive).
     value_range = (0.0, 1.0)
+    #: True if p(x|z) is a density over continuous pixel values (its NLL can
+    #: be negative and converts to bits/dim of 8-bit data by dequantisation);
+    #: False for a probability mass function.
+    is_density = False
 
     def distribution(self, params):
         """p(x|z) as a TFP distribution with event shape [H, W, C]."""
@@ -58,14 +76,23 @@ class Likelihood(keras.layers.Layer):
     def nll(self, x, params, training=False):
         """Negative log-likelihood, nats per image, shape [batch].
 
-        `training` lets a likelihood fit its own parameters to the batch
-        (`Gaussian(sigma="optimal")`); evaluation then uses the fitted values.
+        Pure: never changes the likelihood's state. With `training=True` a
+        likelihood may fit its parameters to the batch (`Gaussian(sigma="optimal")`);
+        `update_state` is how training moves what evaluation uses.
         """
         return -self.distribution(params).log_prob(x)
+
+    def update_state(self, mse):
+        """Called by `VAE.train_step` after each step with the batch's mean
+        squared error (pixel units²); a no-op unless the likelihood tracks it."""
 
     def mean(self, params):
         """The reconstruction: E[x|z], in the data's range."""
         return self.distribution(params).mean()
+
+    def log_values(self):
+        """Scalars worth logging beside the loss, e.g. {"sigma": σ}."""
+        return {}
 
     def call(self, params):
         return self.mean(params)
@@ -112,15 +139,38 @@ class Gaussian(Likelihood):
 
     Args:
         sigma: the observation noise σ in pixel units ([0, 1] images):
-            a float for a fixed σ; `"learned"` for one trainable scalar
-            (σ-VAE, Rybkin et al. 2021); `"optimal"` for the σ-VAE analytic
-            optimum σ² = mean squared error of the batch.
-        min_log_sigma: lower clip on log σ (σ ≥ e^−6 ≈ 0.0025) so the NLL stays
-            finite when reconstructions become exact (as in σ-VAE).
+            - a float: fixed σ, at least e^min_log_sigma;
+            - `"learned"`: one trainable log σ, from σ = 1 (σ-VAE, Rybkin et
+              al. 2021);
+            - `"optimal"`: while training, each batch uses its own analytic
+              optimum σ*² = the batch's mean squared error (σ-VAE, eq. 5);
+              outside training (validation, `evaluate`, IWAE, export) the
+              model uses σ² = a running mean of those batch MSEs over the
+              training data, a property of the model saved with it
+              (`moving_mse`), never the last batch's σ* or a fit to the
+              images being scored.
+        min_log_sigma: lower bound on log σ (σ ≥ e^−6 ≈ 0.0025 by default), so
+            the NLL stays finite when reconstructions become exact. A learned
+            log σ is soft-clipped to it (σ-VAE's softclip, so its gradient
+            never vanishes); σ* is floored (it gets no gradient of its own).
+        momentum: of the running MSE for `"optimal"`: the plain mean of the
+            first 1/(1 − momentum) batches, then an exponential moving average.
     """
 
-    def __init__(self, sigma=0.1, min_log_sigma=-6.0, **kwargs):
+    is_density = True
+
+    def __init__(self, sigma=0.1, min_log_sigma=-6.0, momentum=0.99, **kwargs):
         super().__init__(**kwargs)
+        if not MIN_LOG_SIGMA_LIMIT <= min_log_sigma <= 0.0:
+            raise ValueError(
+                f"Gaussian min_log_sigma must be in [{MIN_LOG_SIGMA_LIMIT:g}, 0]; got "
+                f"{min_log_sigma!r} (below e^{MIN_LOG_SIGMA_LIMIT:g} the squared errors "
+                "/ 2σ² overflow float32)."
+            )
+        self.min_log_sigma = float(min_log_sigma)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Gaussian momentum must be in [0, 1), got {momentum!r}.")
+        self.momentum = float(momentum)
         if isinstance(sigma, str):
             if sigma not in ("learned", "optimal"):
                 raise ValueError(
@@ -129,16 +179,25 @@ class Gaussian(Likelihood):
                 )
         elif not sigma > 0:
             raise ValueError(f"Gaussian sigma must be > 0, got {sigma!r}.")
+        elif math.log(sigma) < self.min_log_sigma:
+            raise ValueError(
+                f"Gaussian sigma {sigma:g} is below the floor e^{self.min_log_sigma:g} = "
+                f"{math.exp(self.min_log_sigma):.3g} (min_log_sigma): use a larger sigma, "
+                "or lower min_log_sigma for a smaller one."
+            )
         self.sigma = sigma
-        self.min_log_sigma = float(min_log_sigma)
-        if sigma in ("learned", "optimal"):
-            # Learned: trained by gradient descent from σ = 1. Optimal: holds
-            # the last training batch's σ*, used outside training.
+        if sigma == "learned":
             self.log_sigma = self.add_weight(
-                shape=(),
-                initializer="zeros",
-                trainable=sigma == "learned",
-                name="log_sigma",
+                shape=(), initializer="zeros", trainable=True, name="log_sigma"
+            )
+        elif sigma == "optimal":
+            self.moving_mse = self.add_weight(
+                shape=(), initializer="ones", trainable=False, name="moving_mse",
+                aggregation="mean",
+            )
+            self.observed_batches = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="observed_batches",
+                aggregation="only_first_replica",
             )
 
     @classmethod
@@ -146,37 +205,52 @@ class Gaussian(Likelihood):
         """The fixed-σ Gaussian whose ELBO is `‖x − x̂‖² + β·KL`: σ = √(β/2)."""
         return cls(sigma=math.sqrt(beta / 2.0))
 
-    def scale(self, x=None, params=None):
-        """σ, a scalar tensor (pixel units); with `x`, "optimal" fits it to the batch."""
-        if isinstance(self.sigma, float | int):
-            return tf.constant(self.sigma, dtype="float32")
-        log_sigma = self.log_sigma
-        if self.sigma == "optimal" and x is not None:
-            # σ*² = MSE over the whole batch: the maximum-likelihood shared
-            # variance (Rybkin et al. 2021, eq. 5). At the optimum ∂NLL/∂σ = 0,
-            # so gradients through σ* need no stop_gradient.
-            mse = tf.reduce_mean(tf.square(x - tf.sigmoid(params)))
-            log_sigma = 0.5 * tf.math.log(mse + 1e-12)
-            self.log_sigma.assign(tf.stop_gradient(log_sigma))
-        return tf.exp(tf.maximum(log_sigma, self.min_log_sigma))
+    def _floored_scale(self, mse):
+        return tf.exp(tf.maximum(0.5 * tf.math.log(mse + 1e-12), self.min_log_sigma))
 
-    def distribution(self, params, x=None):
+    def scale(self):
+        """σ outside training, a float32 scalar tensor in pixel units."""
+        if self.sigma == "learned":
+            return tf.exp(soft_clip(self.log_sigma, self.min_log_sigma))
+        if self.sigma == "optimal":
+            return self._floored_scale(self.moving_mse)
+        return tf.constant(self.sigma, dtype="float32")
+
+    def _batch_scale(self, x, params):
+        # σ*² = MSE over the whole batch: the maximum-likelihood shared
+        # variance (Rybkin et al. 2021, eq. 5). At the optimum ∂NLL/∂σ = 0,
+        # so gradients through σ* need no stop_gradient.
+        return self._floored_scale(tf.reduce_mean(tf.square(x - tf.sigmoid(params))))
+
+    def distribution(self, params, scale=None):
         return tfd.Independent(
-            tfd.Normal(loc=tf.sigmoid(params), scale=self.scale(x, params)),
+            tfd.Normal(loc=tf.sigmoid(params), scale=self.scale() if scale is None else scale),
             reinterpreted_batch_ndims=3,
         )
 
     def nll(self, x, params, training=False):
-        # Only training fits σ*: evaluating with the last training batch's σ*
-        # keeps each image's NLL independent of the others in its batch.
-        return -self.distribution(params, x if training else None).log_prob(x)
+        scale = self._batch_scale(x, params) if training and self.sigma == "optimal" else None
+        return -self.distribution(params, scale).log_prob(x)
+
+    def update_state(self, mse):
+        if self.sigma != "optimal":
+            return
+        # A running mean while n < 1/(1 − momentum), then an EMA: no bias
+        # towards the initial σ = 1 (the same correction as Adam's).
+        n = self.observed_batches + 1.0
+        decay = tf.minimum(self.momentum, 1.0 - 1.0 / n)
+        self.moving_mse.assign(decay * self.moving_mse + (1.0 - decay) * tf.stop_gradient(mse))
+        self.observed_batches.assign(n)
 
     def mean(self, params):
         return tf.sigmoid(params)
 
+    def log_values(self):
+        return {"sigma": self.scale()}
+
     def get_config(self):
         config = super().get_config()
-        config.update(sigma=self.sigma, min_log_sigma=self.min_log_sigma)
+        config.update(sigma=self.sigma, min_log_sigma=self.min_log_sigma, momentum=self.momentum)
         return config
 
 
@@ -205,9 +279,11 @@ def get(identifier):
             return _NAMES[name]()
         if name == "gaussian" and sigma:
             try:
-                return Gaussian(sigma=float(sigma))
+                value = float(sigma)
             except ValueError:
-                pass
+                value = None
+            if value is not None:
+                return Gaussian(sigma=value)  # Its own one-line error if out of range.
     raise ValueError(
         f"Unknown likelihood {identifier!r}: use one of {sorted(_NAMES)} "
         "or 'gaussian:<sigma>'."

@@ -13,11 +13,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_vae import callbacks as callbacks_lib
 from keras_vae import likelihoods as likelihoods_lib
 
 tfd = tfp.distributions
 
 _PACKAGE = "keras_vae"
+#: Soft bounds on the encoder's log-variance (see `likelihoods.soft_clip`):
+#: σ_q in [e^−25, e^10]. Inside them the bound changes nothing in float32;
+#: outside, rate and sampling stay finite instead of overflowing to inf/NaN.
+LOG_VARIANCE_BOUNDS = (-50.0, 20.0)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -44,8 +49,10 @@ class VAE(keras.Model):
         seed: seed of the sampler of z, for reproducible training.
     """
 
-    #: The terms of `compute_terms` that fit/evaluate log (batch means).
-    metric_names = ("loss", "distortion", "rate", "elbo")
+    #: The terms of `compute_terms` that fit/evaluate log (batch means);
+    #: `mse` is the mean squared error per pixel value of the likelihood mean
+    #: at the sampled z (pixel units², [0, 1] images).
+    metric_names = ("loss", "distortion", "rate", "elbo", "mse")
 
     def __init__(
         self,
@@ -127,9 +134,15 @@ class VAE(keras.Model):
         """q(z|x): a diagonal Gaussian, event shape [latent_dim]."""
         return tfd.Independent(self.posterior_factors(x, training), 1)
 
+    def posterior_params(self, x, training=False):
+        """(mean, log-variance) of q(z|x), each [B, latent_dim]; the
+        log-variance soft-bounded to LOG_VARIANCE_BOUNDS."""
+        loc, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        return loc, likelihoods_lib.soft_clip(log_var, *LOG_VARIANCE_BOUNDS)
+
     def posterior_factors(self, x, training=False):
         """q(z_d|x) per latent dimension: a `tfd.Normal` of batch shape [B, latent_dim]."""
-        loc, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        loc, log_var = self.posterior_params(x, training)
         return tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_var))
 
     def decode(self, z, training=False):
@@ -138,7 +151,7 @@ class VAE(keras.Model):
 
     def call(self, x, training=False):
         """Reconstruction: the likelihood mean at the posterior mean, in [0, 1]."""
-        loc, _ = tf.split(self.encoder(x, training=training), 2, axis=-1)
+        loc, _ = self.posterior_params(x, training)
         return self.likelihood.mean(self.decoder(loc, training=training))
 
     def sample(self, n, seed=None):
@@ -163,13 +176,21 @@ class VAE(keras.Model):
         # Single-sample Monte-Carlo estimate, unbiased: E_q[log q(z) − log p(z)].
         return q.log_prob(z) - self.prior.log_prob(z)
 
-    def compute_terms(self, x, training=False):
-        """Per-batch loss terms, nats per image (batch means)."""
+    def compute_terms(self, x, training=False, seed=None):
+        """Per-batch loss terms, nats per image (batch means); `mse` in pixel units².
+
+        Pure but for the sampler: z is drawn with `model.seed_generator`, or
+        statelessly from `seed` (an int) when given, so diagnostics can call
+        this without moving the training's random stream.
+        """
         q = self.posterior_factors(x, training)
-        eps = keras.random.normal(tf.shape(q.loc), seed=self.seed_generator)
+        eps = keras.random.normal(
+            tf.shape(q.loc), seed=self.seed_generator if seed is None else seed
+        )
         z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
         params = self.decoder(z, training=training)
         distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
+        mse = tf.reduce_mean(tf.square(x - self.likelihood.mean(params)))
         kl = self.kl_per_dim(q, z)
         rate = tf.reduce_mean(tf.reduce_sum(kl, axis=-1))
         penalty = rate
@@ -183,6 +204,7 @@ class VAE(keras.Model):
             "distortion": distortion,
             "rate": rate,
             "elbo": -(distortion + rate),
+            "mse": mse,
         }
 
     def train_step(self, data):
@@ -194,10 +216,27 @@ class VAE(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss = terms["loss"] / replicas if replicas > 1 else terms["loss"]
         grads = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply(grads, self.trainable_weights)
-        for name, variable in (("rate", self.batch_rate), ("distortion", self.batch_distortion)):
-            if name in terms:
-                variable.assign(terms[name])
+
+        def update():
+            self.optimizer.apply(grads, self.trainable_weights)
+            self.likelihood.update_state(terms["mse"])
+            for name, variable in (("rate", self.batch_rate), ("distortion", self.batch_distortion)):
+                if name in terms:
+                    variable.assign(terms[name])
+            return tf.constant(True)
+
+        # Set while tracing, read by `TerminateOnNonFinite` for its message.
+        self.skips_non_finite_steps = not tf.distribute.has_strategy()
+        if not self.skips_non_finite_steps:
+            # Replicas synchronise inside `apply`, which tf.distribute does
+            # not allow under a per-replica `tf.cond`: the step is applied and
+            # `fit` stops right after it (`callbacks.TerminateOnNonFinite`).
+            update()
+        else:
+            # A non-finite loss leaves every variable as it was (the weights,
+            # Adam's moments and step, σ's running estimate); `fit` then stops
+            # with `callbacks.NonFiniteLossError`.
+            tf.cond(tf.math.is_finite(terms["loss"]), update, lambda: tf.constant(False))
         return self._log(terms)
 
     def test_step(self, data):
@@ -211,6 +250,7 @@ class VAE(keras.Model):
             tracker.update_state(terms[name])
         logs = {name: t.result() for name, t in self.trackers.items()}
         logs["beta"] = tf.identity(self.beta)
+        logs.update(self.likelihood.log_values())
         return logs
 
     @property
@@ -237,9 +277,15 @@ class VAE(keras.Model):
                 f"{tuple(shape)}: resize the images or build the model for this shape."
             )
 
-    def fit(self, x=None, *args, **kwargs):
+    def fit(self, x=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, checking `x` first and stopping at the first
+        non-finite loss with a one-line `callbacks.NonFiniteLossError` (a
+        `TerminateOnNonFinite` callback is added unless one is given)."""
         self.check_input(x)
-        return super().fit(x, *args, **kwargs)
+        callbacks = list(callbacks or [])
+        if not any(isinstance(cb, callbacks_lib.TerminateOnNonFinite) for cb in callbacks):
+            callbacks.insert(0, callbacks_lib.TerminateOnNonFinite())
+        return super().fit(x, *args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         self.check_input(x)

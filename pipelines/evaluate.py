@@ -6,8 +6,14 @@ distortion, the importance-weighted bound on log p(x) (Burda et al. 2016)
 with `--k` samples, the active units and the KL of each latent dimension;
 and, for comparison, a deterministic autoencoder of the same architecture
 trained on the same data (β = 0, no sampling), cached in
-RUN_DIR/baseline_autoencoder.keras. It writes RUN_DIR/eval.json, eval.md and
-the two PNGs eval.md shows.
+RUN_DIR/baseline_autoencoder-<epochs>x<steps>.keras (its training budget is
+its cache key) and scored under the VAE's likelihood (the same σ), by MSE and
+by PSNR. It writes RUN_DIR/eval.json, eval.md and the two PNGs eval.md shows.
+
+bits/dim are of −log p(x): for a density over [0, 1] pixels (Gaussian) they
+are dequantised to 8-bit data, (nll + D·ln 255) / (D·ln 2), comparable with
+published likelihoods; for a Bernoulli likelihood they are a cross-entropy,
+nll / (D·ln 2), comparable only with other Bernoulli runs.
 """
 
 import argparse
@@ -26,7 +32,7 @@ from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import train as train_lib
 
-BASELINE = "baseline_autoencoder.keras"
+BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
 GRID_IMAGES = 8  # Images per row of the comparison grids.
 
 
@@ -58,8 +64,8 @@ def build_parser():
     parser.add_argument("--batch-size", type=_positive_int,
                         help="images per evaluation batch [the run's batch size]")
     parser.add_argument("--baseline-epochs", type=_positive_int,
-                        help="retrain the autoencoder baseline for this many epochs, "
-                        "replacing its cache [reuse the cache, else the run's epochs]")
+                        help="epochs of the autoencoder baseline, cached per budget "
+                        "[the run's epochs]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples [0]")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
@@ -114,16 +120,22 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     split, eval_ds = ("validation", val_ds) if val_ds is not None else ("train", train_ds)
     vae.check_input(eval_ds)
 
-    baseline_path = run_dir / BASELINE
-    if baseline_path.is_file() and baseline_epochs is None:
+    run_train, _, run_info = train_lib.make_datasets(config)
+    budget = {
+        "epochs": baseline_epochs or t["epochs"],
+        "steps_per_epoch": t["steps_per_epoch"]
+        or math.ceil(run_info.train_samples / t["batch_size"]),
+    }
+    baseline_path = run_dir / BASELINE.format(epochs=budget["epochs"],
+                                              steps=budget["steps_per_epoch"])
+    if baseline_path.is_file():
         say(f"Reusing the autoencoder baseline {baseline_path}")
         autoencoder = keras.saving.load_model(baseline_path)
     else:
-        epochs = baseline_epochs or t["epochs"]
-        run_train, _, run_info = train_lib.make_datasets(config)
-        steps = t["steps_per_epoch"] or math.ceil(run_info.train_samples / t["batch_size"])
-        say(f"Training the autoencoder baseline for {epochs} epoch(s)")
-        autoencoder = train_baseline(config, run_train, steps, epochs, verbose)
+        say(f"Training the autoencoder baseline for {budget['epochs']} epoch(s) of "
+            f"{budget['steps_per_epoch']} steps")
+        autoencoder = train_baseline(config, run_train, budget["steps_per_epoch"],
+                                     budget["epochs"], verbose)
         train_lib.save_model(autoencoder, baseline_path)
 
     count = info.val_samples if split == "validation" else info.train_samples
@@ -131,7 +143,8 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     numbers = evaluation.evaluate(vae, eval_ds, autoencoder, k=k, chunk=chunk, seed=seed,
                                   progress=bool(verbose))
     stats = diagnostics.latent_statistics(vae, eval_ds)
-    report = _report(run_dir, source, split, k, vae.image_shape, numbers, stats)
+    report = _report(run_dir, source, split, k, vae, numbers, stats,
+                     budget | {"file": baseline_path.name})
 
     x = next(iter(eval_ds))[:GRID_IMAGES]
     _save_grids(run_dir, x, vae, autoencoder, seed)
@@ -141,39 +154,56 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     return report
 
 
-def _report(run_dir, source, split, k, image_shape, numbers, stats):
-    def with_bits(values):
-        out = {}
-        for name, value in values.items():
-            out[name] = value
-            if not name.endswith("mse"):
-                out[f"{name}_bits_per_dim"] = evaluation.bits_per_dim(value, image_shape)
-        return out
+def _report(run_dir, source, split, k, vae, numbers, stats, baseline):
+    """eval.json: the numbers, their units, and how bits/dim were computed."""
+    shape, likelihood = vae.image_shape, vae.likelihood
+    bin_width = evaluation.EIGHT_BIT_BIN if likelihood.is_density else None
 
+    def bits(nll):
+        return evaluation.bits_per_dim(nll, shape, bin_width)
+
+    sigma = likelihood.log_values().get("sigma")
     return {
-        "units": "nats per image; *_bits_per_dim = nats / (H·W·C·ln 2); mse in pixel "
-        "units² ([0, 1] images)",
+        "units": "nats per image; mse in pixel units² ([0, 1] images); psnr in dB (mean "
+        "over images); sigma in pixel units",
+        "bits_per_dim": (
+            "−log p(x) of 8-bit data, dequantised: (nll + D·ln 255) / (D·ln 2), D = H·W·C"
+            if bin_width else
+            "a cross-entropy, nll / (D·ln 2), D = H·W·C: the Bernoulli likelihood is no "
+            "distribution over 8-bit values, so these are not comparable with published "
+            "likelihoods"
+        ),
         "run": str(run_dir),
         "data": str(source),
         "split": split,
         "images": numbers["images"],
-        "image_shape": list(image_shape),
+        "image_shape": list(shape),
         "k": k,
-        "vae": with_bits({
+        "likelihood": type(likelihood).__name__,
+        "sigma": None if sigma is None else float(sigma),
+        "vae": {
             "elbo": numbers["elbo"],
             "iwae": numbers["iwae"],
             "rate": numbers["rate"],
             "distortion": numbers["distortion"],
             "reconstruction_distortion": numbers["recon_nll"],
             "reconstruction_mse": numbers["recon_mse"],
-        }) | {
+            "reconstruction_psnr": numbers["recon_psnr"],
+            "bits_per_dim": {
+                "negative_iwae": bits(-numbers["iwae"]),
+                "negative_elbo": bits(-numbers["elbo"]),
+                "distortion": bits(numbers["distortion"]),
+                "rate": evaluation.bits_per_dim(numbers["rate"], shape),
+            },
             "active_units": stats["active_units"],
             "kl_per_dim": [float(v) for v in stats["kl_per_dim"]],
         },
-        "autoencoder": with_bits({
+        "autoencoder": {
             "reconstruction_distortion": numbers["ae_nll"],
             "reconstruction_mse": numbers["ae_mse"],
-        }),
+            "reconstruction_psnr": numbers["ae_psnr"],
+            "training": baseline,
+        },
     }
 
 
@@ -193,45 +223,66 @@ def _save_grids(run_dir, x, vae, autoencoder, seed):
     )
 
 
+def _comparison(vae, ae):
+    """The sentence that reads the reconstruction table, from its own numbers."""
+    gap = ae["reconstruction_psnr"] - vae["reconstruction_psnr"]
+    if abs(gap) < 0.1:
+        return (f"The VAE and the autoencoder reconstruct equally well here "
+                f"(PSNR {vae['reconstruction_psnr']:.2f} dB against {ae['reconstruction_psnr']:.2f} dB).")
+    better, worse = ("autoencoder", "VAE") if gap > 0 else ("VAE", "autoencoder")
+    return (f"The {better} reconstructs better than the {worse} by {abs(gap):.2f} dB of PSNR "
+            f"(MSE {min(vae['reconstruction_mse'], ae['reconstruction_mse']):.5f} against "
+            f"{max(vae['reconstruction_mse'], ae['reconstruction_mse']):.5f}).")
+
+
 def markdown(report):
-    """eval.md: the numbers with units, and the two grids."""
+    """eval.md: the numbers with units, sentences read off them, and the two grids."""
     vae, ae = report["vae"], report["autoencoder"]
-
-    def row(label, values, key):
-        return f"| {label} | {values[key]:.2f} | {values[key + '_bits_per_dim']:.4f} |"
-
+    bits = vae["bits_per_dim"]
     kl = ", ".join(f"{v:.2f}" for v in vae["kl_per_dim"])
+    sigma = "" if report["sigma"] is None else f" σ = {report['sigma']:.4g} (pixel units)."
+    budget = ae["training"]
+
+    def recon_row(label, values):
+        return (f"| {label} | {values['reconstruction_distortion']:.2f} "
+                f"| {values['reconstruction_mse']:.5f} | {values['reconstruction_psnr']:.2f} |")
+
     return "\n".join([
         f"# Evaluation of {report['run']}",
         "",
         f"{report['images']} {report['split']} images of {report['data']!r}, "
-        f"{'×'.join(map(str, report['image_shape']))}. Nats per image; bits per dimension "
-        "= nats / (H·W·C·ln 2). Higher ELBO and IWAE are better; lower distortion is better.",
+        f"{'×'.join(map(str, report['image_shape']))}, {report['likelihood']} likelihood."
+        f"{sigma} Nats per image. Higher ELBO and IWAE are better; lower distortion, "
+        "bits/dim and MSE are better.",
         "",
         "| VAE | nats per image | bits/dim |",
         "|---|---:|---:|",
-        row(f"IWAE bound on log p(x), k = {report['k']}", vae, "iwae"),
-        row("ELBO (β = 1)", vae, "elbo"),
-        row("rate KL(q(z|x) ‖ p(z))", vae, "rate"),
-        row("distortion −E_q log p(x|z)", vae, "distortion"),
-        row("distortion at the posterior mean", vae, "reconstruction_distortion"),
+        f"| IWAE bound on log p(x), k = {report['k']} | {vae['iwae']:.2f} | {bits['negative_iwae']:.4f} |",
+        f"| ELBO (β = 1) | {vae['elbo']:.2f} | {bits['negative_elbo']:.4f} |",
+        f"| rate KL(q(z|x) ‖ p(z)) | {vae['rate']:.2f} | {bits['rate']:.4f} |",
+        f"| distortion −E_q log p(x|z) | {vae['distortion']:.2f} | {bits['distortion']:.4f} |",
+        "",
+        f"bits/dim: {report['bits_per_dim']}; the bits/dim of the bounds are of −IWAE and "
+        "−ELBO, upper bounds on −log p(x).",
         "",
         f"Active units: {vae['active_units']} of {len(vae['kl_per_dim'])} "
         f"(Burda et al. 2016). KL per dimension, nats: {kl}.",
         "",
-        "| reconstruction (posterior mean) | distortion, nats per image | bits/dim | MSE |",
+        "Reconstructions at the posterior mean, both scored under the VAE's likelihood "
+        "(the same σ):",
+        "",
+        "| reconstruction | distortion, nats per image | MSE | PSNR, dB |",
         "|---|---:|---:|---:|",
-        f"| VAE | {vae['reconstruction_distortion']:.2f} "
-        f"| {vae['reconstruction_distortion_bits_per_dim']:.4f} "
-        f"| {vae['reconstruction_mse']:.5f} |",
-        f"| autoencoder (same networks, β = 0) | {ae['reconstruction_distortion']:.2f} "
-        f"| {ae['reconstruction_distortion_bits_per_dim']:.4f} | {ae['reconstruction_mse']:.5f} |",
+        recon_row("VAE", vae),
+        recon_row(f"autoencoder (same networks, β = 0; {budget['epochs']} epochs of "
+                  f"{budget['steps_per_epoch']} steps)", ae),
+        "",
+        _comparison(vae, ae),
         "",
         "![reconstructions: data, VAE, autoencoder](eval_reconstructions.png)",
         "",
-        "Decoding z ~ N(0, I): the VAE's prior samples against the autoencoder's. The",
-        "autoencoder reconstructs better but its latent space is not shaped like the",
-        "prior, so its \"samples\" are what β → 0 costs.",
+        "Decoding z ~ N(0, I): the VAE's prior samples against the autoencoder's, whose",
+        "latent space was never pulled towards the prior: what β → 0 costs.",
         "",
         "![samples: VAE, autoencoder](eval_samples.png)",
         "",

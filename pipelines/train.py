@@ -3,14 +3,14 @@
     keras-vae train --data digits --image-size 8 --channels 1 --epochs 5
 
 The run folder `<output_dir>/<run_name>/` holds config.toml (written first),
-model.keras (best validation loss), last.keras (last epoch), checkpoints/
+model.keras (best validation ELBO), last.keras (last epoch), checkpoints/
 (resume state), logs/ (TensorBoard), images/ and, written last as the
 "finished" marker, metrics.json. Every file is written atomically.
 
 Rerunning the same command resumes: the default run name is a function of
 the config, `BackupAndRestore` restores the weights, the optimizer (hence
 the step that β schedules read) and the epoch, and the pipeline's own state
-(best loss, β controller, wall time) is in checkpoints/state.json. At most
+(best ELBO, β controller, wall time) is in checkpoints/state.json. At most
 the interrupted epoch is lost; a finished run returns at once.
 """
 
@@ -194,45 +194,32 @@ def beta_callback(beta, state=None):
 # -- Callbacks -----------------------------------------------------------------
 
 
-class _StopOnNaN(keras.callbacks.Callback):
-    """Stops at the first non-finite loss, before anything saves NaN weights.
-
-    Keras's `TerminateOnNaN` lets the epoch end, so later callbacks would
-    checkpoint the broken weights; raising skips them. Put it first.
-    """
+class _StopOnNaN(callbacks_lib.TerminateOnNonFinite):
+    """`VAE.fit`'s NaN stop, whose one-line error also says where the last good model is."""
 
     def __init__(self, folder, learning_rate):
         super().__init__()
         self.folder, self.learning_rate = folder, learning_rate
-        self.epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, "loss")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, "val_loss")
-
-    def _check(self, logs, key):
-        if key not in (logs or {}) or math.isfinite(float(logs[key])):
-            return
-        step = int(self.model.optimizer.iterations.numpy())
+    def error(self, key, value, step):
         last = self.folder / "last.keras"
         kept = (
             f"the last good model is {last} and rerunning resumes from it"
             if last.exists() else "no epoch had finished, so no model was saved"
         )
-        raise TrainingError(
-            f"training stopped at epoch {self.epoch + 1}, step {step}: {key} became NaN; "
+        return TrainingError(
+            f"training stopped at epoch {self.epoch + 1}, step {step}: {key} became {value}; "
             f"{kept}; lower the learning rate (now {self.learning_rate:g}) or β"
         )
 
 
 class _SaveRun(keras.callbacks.Callback):
-    """At each epoch end: last.keras, model.keras if the monitored loss is the
+    """At each epoch end: last.keras, model.keras if the monitored ELBO is the
     best so far, then checkpoints/state.json (best, β controller, wall time).
+
+    The monitor is `val_elbo` (or `elbo` without validation): the bound at
+    β = 1, comparable across epochs while a schedule moves β; `val_loss` =
+    D + β·R would favour warm-up epochs by (1 − β)·R nats.
 
     Models are written to a temporary name and renamed, so an interrupted save
     never leaves a truncated model.keras.
@@ -241,7 +228,8 @@ class _SaveRun(keras.callbacks.Callback):
     def __init__(self, folder, monitor, state, controller=None):
         super().__init__()
         self.folder, self.monitor, self.controller = folder, monitor, controller
-        self.best = state.get("best", math.inf)
+        same = state.get("monitor") == monitor
+        self.best = state.get("best", -math.inf) if same else -math.inf
         self.seconds = state.get("train_seconds", 0.0)
         self.epochs_completed = state.get("epochs_completed", 0)
 
@@ -253,7 +241,7 @@ class _SaveRun(keras.callbacks.Callback):
         self.epochs_completed = epoch + 1
         self._save("last.keras")
         value = float(logs[self.monitor])
-        if value < self.best:
+        if value > self.best:
             self.best = value
             self._save("model.keras")
         state = {
@@ -332,7 +320,9 @@ def _datasets(config, strategy):
 def _final_metrics(model, sets, saver):
     """metrics.json: each set evaluated with the final weights, nats per image."""
     metrics = {
-        "units": "nats per image (active_units: a count of latent dimensions)",
+        "units": "nats per image; mse in pixel units² and sigma (the Gaussian σ the model "
+        "evaluates with) in pixel units, [0, 1] images; active_units: a count of latent "
+        "dimensions",
         "epochs_completed": saver.epochs_completed,
         "train_seconds": round(saver.seconds, 2),
         "best": {saver.monitor: saver.best},
@@ -340,7 +330,7 @@ def _final_metrics(model, sets, saver):
     for split, (ds, steps, one_pass) in sets.items():
         values = model.evaluate(ds, steps=steps, verbose=0, return_dict=True)
         stats = diagnostics.latent_statistics(model, one_pass, max_batches=ACTIVE_UNIT_BATCHES)
-        metrics[split] = {k: float(values[k]) for k in ("loss", "distortion", "rate", "elbo", "beta")}
+        metrics[split] = {k: float(v) for k, v in values.items()}
         metrics[split]["active_units"] = stats["active_units"]
     return metrics
 
@@ -403,7 +393,7 @@ def train(config, verbose=1, callbacks=()):
         say(f"Training into {folder}")
     validation = sets.get("validation")
     controller = beta_cb if config["beta"]["schedule"] in CONTROLLERS else None
-    saver = _SaveRun(out, "val_loss" if validation else "loss", state, controller)
+    saver = _SaveRun(out, "val_elbo" if validation else "elbo", state, controller)
     board = tensorboard.VAETensorBoard(
         out / "logs", _images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],

@@ -11,6 +11,7 @@ import pytest
 
 import keras_vae
 from keras_vae import evaluation
+from keras_vae import likelihoods
 
 PIXELS = 16  # A 4×4×1 image: p(x) over a 1-D latent is a 1-D integral.
 
@@ -88,11 +89,33 @@ def test_iwae_k1_averages_to_the_elbo(linear_bernoulli):
     np.testing.assert_allclose(single.mean(axis=1), elbo, atol=0.15)
 
 
-def test_bits_per_dim():
+def test_bits_per_dim_of_a_mass_function_and_of_a_dequantised_density():
+    # A pmf: −log p / (D ln 2); 784 nats on 28×28 is one bit per pixel.
     assert evaluation.bits_per_dim(784 * math.log(2), (28, 28, 1)) == pytest.approx(1.0)
-    assert evaluation.bits_per_dim(100.0, (64, 64, 3)) == pytest.approx(
-        100 / (12288 * math.log(2))
+    # The uniform density on [0, 1] (nll = 0) puts 1/255 on each 8-bit level:
+    # log2(255) bits per value.
+    assert evaluation.bits_per_dim(0.0, (4, 4, 3), evaluation.EIGHT_BIT_BIN) == pytest.approx(
+        math.log2(255)
     )
+
+
+def test_dequantised_bits_match_the_probability_of_each_8_bit_bin():
+    # Independent check: integrate a Gaussian over each value's bin of width
+    # 1/255 (with erf) and count bits; the dequantised density agrees.
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, size=(5, 4, 4, 3))
+    x = (levels / 255.0).astype("float32")
+    logits = rng.normal(size=x.shape).astype("float32")
+    lik = likelihoods.Gaussian(sigma=0.1)
+    nll = lik.nll(x, logits).numpy()
+    mu = 1 / (1 + np.exp(-logits.astype("float64")))
+    cdf = np.vectorize(lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2))))
+    half = 0.5 / 255
+    p_bin = cdf((x + half - mu) / 0.1) - cdf((x - half - mu) / 0.1)
+    exact_bits = -np.log2(p_bin).sum(axis=(1, 2, 3)) / 48
+    got = evaluation.bits_per_dim(nll, x.shape[1:], evaluation.EIGHT_BIT_BIN)
+    np.testing.assert_allclose(got, exact_bits, rtol=1e-3)  # Midpoint rule: 0.1 %.
+    assert np.all(got > 0)
 
 
 def test_autoencoder_reconstructs_better_than_vae_and_round_trips(digits, tmp_path):
@@ -137,21 +160,53 @@ def test_evaluate_writes_report_and_reuses_baseline(run_dir):
     assert saved["split"] == "validation" and saved["images"] == 180  # ceil(10 % of 1797)
     for key in ("elbo", "iwae", "rate", "distortion", "reconstruction_distortion"):
         assert math.isfinite(vae[key])
-        assert vae[f"{key}_bits_per_dim"] == pytest.approx(vae[key] / (64 * math.log(2)))
+    # Bernoulli: bits/dim are cross-entropies of −ELBO, −IWAE, with the conventional sign.
+    bits = vae["bits_per_dim"]
+    assert bits["negative_elbo"] == pytest.approx(-vae["elbo"] / (64 * math.log(2)))
+    assert bits["negative_iwae"] == pytest.approx(-vae["iwae"] / (64 * math.log(2)))
+    assert 0 < bits["negative_iwae"] <= bits["negative_elbo"] + 1e-3
+    assert "cross-entropy" in saved["bits_per_dim"] and saved["sigma"] is None
     assert vae["elbo"] == pytest.approx(-(vae["rate"] + vae["distortion"]), abs=1e-3)
     assert vae["rate"] >= 0 and len(vae["kl_per_dim"]) == 4
     assert 0 <= vae["active_units"] <= 4
-    # Without the KL the autoencoder reconstructs its inputs better.
-    assert ae["reconstruction_distortion"] < vae["reconstruction_distortion"]
-    assert ae["reconstruction_mse"] < vae["reconstruction_mse"]
+    for values in (vae, ae):
+        assert values["reconstruction_psnr"] == pytest.approx(
+            10 * math.log10(1 / values["reconstruction_mse"]), abs=0.5)
+    assert ae["training"] == {"epochs": 4, "steps_per_epoch": 26,
+                              "file": "baseline_autoencoder-4x26.keras"}
+    text = (run_dir / "eval.md").read_text()
+    assert "IWAE bound" in text and "4 epochs of 26 steps" in text
+    better = "autoencoder" if ae["reconstruction_psnr"] > vae["reconstruction_psnr"] else "VAE"
+    assert f"The {better} reconstructs better" in text
     for name in ("eval.md", "eval_reconstructions.png", "eval_samples.png"):
         assert (run_dir / name).stat().st_size > 0
-    assert "IWAE bound" in (run_dir / "eval.md").read_text()
 
-    cached = run_dir / evaluate.BASELINE
+    # The cache is keyed by the budget: the same budget reuses it, another trains anew.
+    cached = run_dir / ae["training"]["file"]
     stamp = cached.stat().st_mtime_ns
-    evaluate.evaluate_run(run_dir, k=2, verbose=0)
+    evaluate.evaluate_run(run_dir, k=2, baseline_epochs=4, verbose=0)
     assert cached.stat().st_mtime_ns == stamp
+    again = evaluate.evaluate_run(run_dir, k=2, baseline_epochs=1, verbose=0)
+    assert again["autoencoder"]["training"]["epochs"] == 1
+    assert (run_dir / "baseline_autoencoder-1x26.keras").is_file()
+
+
+def test_baseline_is_scored_with_the_vaes_sigma(digits):
+    # Like for like: the autoencoder's reconstruction NLL under the VAE's own
+    # Gaussian, recomputed in numpy from its MSE and the VAE's σ.
+    x = digits[:64]
+    vae = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, likelihood="gaussian_learned",
+                                   filters=(8,), seed=0)
+    vae.likelihood.log_sigma.assign(math.log(0.3))
+    ae = evaluation.build_autoencoder((8, 8, 1), latent_dim=2, likelihood="gaussian_learned",
+                                      filters=(8,))
+    ae.likelihood.log_sigma.assign(math.log(0.05))
+    numbers = evaluation.evaluate(vae, x, ae, k=2, progress=False)
+    _, mse = evaluation.reconstruction_errors(ae, x)
+    sigma = float(vae.likelihood.scale())
+    expected = (64 * mse / (2 * sigma**2) + 64 * math.log(sigma * math.sqrt(2 * math.pi))).mean()
+    assert numbers["ae_nll"] == pytest.approx(expected, rel=1e-4)
+    assert numbers["ae_mse"] == pytest.approx(mse.mean(), rel=1e-5)
 
 
 @pytest.mark.parametrize("missing", ["folder", "model"])

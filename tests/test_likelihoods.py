@@ -56,27 +56,75 @@ def test_fixed_gaussian_nll(batch, sigma):
     np.testing.assert_allclose(got, expected, rtol=RTOL)
 
 
-def test_learned_gaussian_uses_its_variable(batch):
+def test_learned_gaussian_uses_its_soft_clipped_variable(batch):
     x, params = batch
     lik = likelihoods.Gaussian(sigma="learned")
     lik.log_sigma.assign(math.log(0.2))
+    # σ-VAE's softclip: log σ = −6 + softplus(log 0.2 + 6), in numpy.
+    expected_sigma = math.exp(-6.0 + math.log1p(math.exp(math.log(0.2) + 6.0)))
+    assert float(lik.scale()) == pytest.approx(expected_sigma, rel=1e-6)
     np.testing.assert_allclose(
-        lik.nll(x, params).numpy(), likelihoods.Gaussian(sigma=0.2).nll(x, params).numpy(), rtol=RTOL
+        lik.nll(x, params).numpy(),
+        likelihoods.Gaussian(sigma=expected_sigma).nll(x, params).numpy(), rtol=RTOL,
     )
     assert [w.name for w in lik.trainable_weights] == ["log_sigma"]
 
 
-def test_optimal_gaussian_sigma_is_the_batch_rmse_and_minimises_nll(batch):
+def test_learned_sigma_below_its_floor_still_has_a_gradient(batch):
+    # A hard clip (tf.maximum) would give exactly zero gradient here.
+    x, params = batch
+    lik = likelihoods.Gaussian(sigma="learned")
+    lik.log_sigma.assign(-9.0)
+    with tf.GradientTape() as tape:
+        nll = tf.reduce_sum(lik.nll(x, params))
+    grad = float(tape.gradient(nll, lik.log_sigma))
+    assert grad < 0.0 and math.isfinite(grad)  # The data pull σ up, towards the floor.
+    assert float(lik.scale()) > math.exp(-6.0)
+
+
+def test_optimal_gaussian_fits_the_batch_in_training_without_changing_state(batch):
     x, params = batch
     lik = likelihoods.Gaussian(sigma="optimal")
     rmse = float(np.sqrt(((x - _sigmoid(params)) ** 2).mean()))
     nll = lik.nll(x, params, training=True).numpy()
-    np.testing.assert_allclose(math.exp(float(lik.log_sigma.numpy())), rmse, rtol=1e-4)
+    np.testing.assert_allclose(nll, likelihoods.Gaussian(sigma=rmse).nll(x, params).numpy(), rtol=1e-4)
     for other in (0.9 * rmse, 1.1 * rmse):
         assert nll.sum() < likelihoods.Gaussian(sigma=other).nll(x, params).numpy().sum()
-    # Outside training the fitted σ* is kept: one image's NLL ignores the others.
-    np.testing.assert_allclose(lik.nll(x[:1], params[:1]).numpy(), nll[:1], rtol=1e-5)
-    np.testing.assert_allclose(math.exp(float(lik.log_sigma.numpy())), rmse, rtol=1e-4)
+    # Scoring a batch never moves the σ used outside training (σ = 1 untrained).
+    assert float(lik.scale()) == 1.0
+    np.testing.assert_allclose(
+        lik.nll(x, params).numpy(), likelihoods.Gaussian(sigma=1.0).nll(x, params).numpy(), rtol=RTOL
+    )
+
+
+def test_optimal_gaussian_evaluates_with_the_running_mean_of_training_mse():
+    lik = likelihoods.Gaussian(sigma="optimal", momentum=0.9)
+    mses = np.random.default_rng(3).uniform(0.001, 0.05, size=40)
+    expected = None
+    for n, mse in enumerate(mses, start=1):
+        lik.update_state(tf.constant(mse, "float32"))
+        # The plain mean of the first 1/(1 − momentum) = 10, then an EMA.
+        expected = mses[:n].mean() if n <= 10 else 0.9 * expected + 0.1 * mse
+        assert float(lik.moving_mse) == pytest.approx(expected, rel=1e-5)
+    assert float(lik.scale()) == pytest.approx(math.sqrt(expected), rel=1e-5)
+
+
+def test_sigma_floors_and_bounds_are_one_line_errors():
+    for bad in (1e-19, 1e-50):
+        with pytest.raises(ValueError, match="below the floor") as err:
+            likelihoods.Gaussian(sigma=bad)
+        assert "\n" not in str(err.value)
+    assert likelihoods.Gaussian(sigma=1e-4, min_log_sigma=-10).sigma == 1e-4
+    with pytest.raises(ValueError, match="min_log_sigma must be in"):
+        likelihoods.Gaussian(sigma="learned", min_log_sigma=-50)
+
+
+def test_soft_clip_is_the_identity_far_inside_and_bounded_outside():
+    x = tf.constant([-1e4, -80.0, -30.0, -15.0, 0.0, 80.0, 1e4])
+    got = likelihoods.soft_clip(x, -50.0, 20.0).numpy()
+    np.testing.assert_allclose(got[2:5], [-30.0, -15.0, 0.0], atol=1e-6)
+    assert np.all(got >= -50.0) and np.all(got <= 20.0) and np.all(np.isfinite(got))
+    assert np.all(np.diff(got) >= 0)
 
 
 def test_mse_plus_beta_kl_is_a_gaussian_with_sigma_squared_beta_over_two(batch):
@@ -102,7 +150,7 @@ def test_analytic_gaussian_kl_matches_closed_form():
 
 
 def test_likelihoods_round_trip_through_config():
-    assert likelihoods.get("gaussian:1e-3").sigma == 1e-3
+    assert likelihoods.get("gaussian:3e-3").sigma == 3e-3
     assert likelihoods.get("Gaussian-Learned").sigma == "learned"
     for name in ("bernoulli", "gaussian", "gaussian_learned", "gaussian_optimal", "gaussian:0.3"):
         lik = likelihoods.get(name)
@@ -111,9 +159,13 @@ def test_likelihoods_round_trip_through_config():
 
 
 def test_bad_likelihood_arguments_say_what_to_do():
-    for bad in ("poisson", "gaussian:abc", "gaussian:-1", "bernoulli:0.1"):
+    for bad in ("poisson", "gaussian:abc", "bernoulli:0.1"):
         with pytest.raises(ValueError, match="use one of"):
             likelihoods.get(bad)
+    with pytest.raises(ValueError, match="must be > 0"):
+        likelihoods.get("gaussian:-0.1")
+    with pytest.raises(ValueError, match="below the floor"):
+        likelihoods.get("gaussian:1e-3")
     with pytest.raises(ValueError, match="must be > 0"):
         likelihoods.Gaussian(sigma=0.0)
     with pytest.raises(ValueError, match="scale images to"):

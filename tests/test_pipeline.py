@@ -196,6 +196,34 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     assert state["epochs_completed"] == 2
 
 
+class _History(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(dict(logs))
+
+
+def test_model_keras_is_the_epoch_of_best_validation_elbo(tmp_path):
+    # A β warm-up from 0 lowers D + β·R on early epochs by (1 − β)·R; the
+    # ELBO does not depend on β, so model.keras must follow val_elbo.
+    config = tiny_config(tmp_path, **{
+        "train.epochs": 4, "beta.schedule": "linear", "beta.warmup_steps": 20,
+        "model.likelihood": "gaussian_optimal",
+    })
+    history = _History()
+    folder = train_lib.train(config, verbose=0, callbacks=[history])
+    elbos = [logs["val_elbo"] for logs in history.epochs]
+    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    assert state["monitor"] == "val_elbo" and state["best"] == pytest.approx(max(elbos))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["best"] == {"val_elbo": pytest.approx(max(elbos))}
+    # metrics.json states the σ the model evaluates with, and it is the saved one.
+    sigma = float(keras.saving.load_model(folder / "last.keras").likelihood.scale())
+    assert metrics["validation"]["sigma"] == pytest.approx(sigma, rel=1e-6)
+    assert metrics["validation"]["mse"] > 0
+
+
 def test_cli_errors_are_one_line(tmp_path):
     code, lines = run_cli(*TINY_FLAGS, "--output-dir", str(tmp_path), "--learning-rate", "1e6")
     assert code == 1 and len(lines) == 1 and "became NaN" in lines[0], lines

@@ -51,10 +51,82 @@ def test_fit_makes_the_loss_fall_and_evaluate_reports_the_named_metrics(digits):
     losses = history.history["loss"]
     assert losses[-1] < 0.85 * losses[0]
     result = model.evaluate(digits[1024:1280], batch_size=64, verbose=0, return_dict=True)
-    assert set(result) == {"loss", "distortion", "rate", "elbo", "beta"}
+    assert set(result) == {"loss", "distortion", "rate", "elbo", "mse", "beta"}
     assert result["beta"] == 1.0
     assert result["loss"] == pytest.approx(result["distortion"] + result["rate"], rel=0.02)
     assert all(np.isfinite(v) for v in result.values())
+
+
+def test_sigma_optimal_evaluates_with_the_training_mean_not_the_last_batch(digits):
+    # 520 images in batches of 64: the epoch ends with a batch of 8, whose own
+    # σ* the old code kept for evaluation. σ² must be the mean of the epoch's
+    # batch MSEs (< 100 batches: the plain mean), which Keras's own Mean
+    # tracker of `mse` also computes.
+    model = _model(likelihood="gaussian_optimal")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(digits[:520], batch_size=64, epochs=1, verbose=0, shuffle=False)
+    sigma = float(model.likelihood.scale())
+    assert sigma**2 == pytest.approx(history.history["mse"][0], rel=1e-5)
+    assert history.history["sigma"][0] == pytest.approx(sigma, rel=1e-6)
+    # Scored outside training, an image's NLL does not depend on its batch.
+    x = digits[600:664]
+    one = model.evaluate(x[:1], verbose=0, return_dict=True)
+    params = model.decoder(model.posterior_factors(x).loc)
+    alone = model.likelihood.nll(x[:1], params[:1]).numpy()
+    together = model.likelihood.nll(x, params).numpy()
+    np.testing.assert_allclose(alone, together[:1], rtol=1e-6)
+    assert one["sigma"] == pytest.approx(sigma)
+
+
+def test_diagnostics_never_change_model_state(digits):
+    from keras_vae import diagnostics
+
+    model = _model(likelihood="gaussian_optimal")
+    model.compile(optimizer="adam")
+    model.fit(digits[:128], batch_size=64, epochs=1, verbose=0)
+    before = [v.numpy().copy() for v in model.variables]
+    state = model.seed_generator.state.numpy().copy()
+    norms = diagnostics.gradient_norms(model, digits[1000:1064])
+    diagnostics.latent_statistics(model, digits[1000:1064])
+    assert norms["distortion"] > 0 and norms["beta_rate"] > 0
+    for old, variable in zip(before, model.variables):
+        np.testing.assert_array_equal(variable.numpy(), old, err_msg=variable.path)
+    np.testing.assert_array_equal(model.seed_generator.state.numpy(), state)
+    # Same seed, same numbers: the diagnostic is repeatable.
+    assert diagnostics.gradient_norms(model, digits[1000:1064]) == norms
+
+
+def test_extreme_log_variance_gives_a_finite_rate(digits):
+    model = _model()
+    dense = model.encoder.get_layer("posterior_params")
+    kernel, bias = dense.get_weights()
+    kernel[:, 3:] = 0.0
+    for log_var in (80.0, 180.0, -200.0):
+        bias[3:] = log_var
+        dense.set_weights([kernel, bias])
+        terms = model.compute_terms(digits[:8])
+        assert all(np.isfinite(float(v)) for v in terms.values()), (log_var, terms)
+        loc, bounded = model.posterior_params(digits[:8])
+        assert -50.0 <= float(tf.reduce_min(bounded)) <= float(tf.reduce_max(bounded)) <= 20.0
+
+
+def test_plain_fit_stops_at_the_first_nan_with_the_weights_before_it(digits):
+    model = _model()
+    model.compile(optimizer="adam")
+    x = digits[:96].copy()
+    x[70, 3, 3, 0] = np.nan  # In the second batch of 64.
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(x[:64], batch_size=64, epochs=1, verbose=0, shuffle=False)
+    after_first = [w.numpy().copy() for w in model.trainable_weights]
+    assert not all(np.array_equal(a, b) for a, b in zip(before, after_first))
+    with pytest.raises(keras_vae.callbacks.NonFiniteLossError) as err:
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(64), epochs=1, verbose=0,
+                  shuffle=False)
+    message = _one_line(err)
+    assert "step 3" in message and "loss became NaN" in message
+    # Step 2 (the first batch again) trained; step 3 was skipped, not applied.
+    assert int(model.optimizer.iterations.numpy()) == 2
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
 
 
 def test_fit_works_with_tf_data(digits):

@@ -349,6 +349,62 @@ def _crops(pictures, boxes, image_size, channels, batch_size):
     )
 
 
+def _pictures(source, image_size, channels, random_crops):
+    """(name, uint8 pictures, their [N, 2] sizes, random_crops resolved).
+
+    Pictures for random crops are kept whole (a list-like array of any
+    sizes); otherwise they are same-size squares of `image_size`.
+    """
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    sizes = None  # Same-size arrays; folders give each picture's size.
+    if isinstance(source, np.ndarray):
+        name, images = "array", _as_uint8_images(source)
+    elif source in _ARRAY_SETS:
+        name, images = source, _as_uint8_images(_ARRAY_SETS[source]())
+    else:
+        name = str(source)
+        folder = DATASETS_DIR / "paintings" if source == "paintings" else source
+        if random_crops is None:
+            random_crops = source == "paintings" or (
+                len(image_files(folder)) < SMALL_FOLDER
+            )
+        images, sizes, _ = load_image_folder(
+            folder,
+            image_size=None if random_crops else image_size,
+            channels=channels,
+            max_side=max(MAX_SIDE, 2 * image_size),
+        )
+    if sizes is None:
+        sizes = np.tile(np.int32(images.shape[1:3]), (len(images), 1))
+    return name, images, sizes, bool(random_crops)
+
+
+def _fixed_views(images, sizes, indices, image_size, channels, batch_size):
+    """Batches of the `_fixed_boxes` of pictures `indices`, in order."""
+    boxes = tf.data.Dataset.from_tensor_slices(_fixed_boxes(indices, sizes))
+    return _crops(tf.constant(images), boxes, image_size, channels, batch_size)
+
+
+def training_views(
+    source, image_size=64, channels=3, batch_size=32, validation_split=0.1, seed=0,
+    random_crops=None,
+):
+    """The training pictures seen as validation sees the held-out ones.
+
+    With random crops, the five fixed squares per picture that validation
+    uses (`_fixed_boxes`); otherwise their center squares; in order, not
+    shuffled. So reconstruction on training data and on held-out data can
+    be compared view for view. Arguments as for `make_datasets`.
+    """
+    _, images, sizes, random_crops = _pictures(source, image_size, channels, random_crops)
+    train, _ = split_indices(len(images), validation_split, seed)
+    if random_crops:
+        return _fixed_views(images, sizes, train, image_size, channels, batch_size)
+    squares = tf.constant(_center_squares(images))
+    return _batches(squares, train, image_size, channels, batch_size)
+
+
 def make_datasets(
     source,
     image_size=64,
@@ -387,43 +443,19 @@ def make_datasets(
         `(train_ds, val_ds, info)`: `val_ds` is None without validation
         pictures; `info` is a `DataInfo`.
     """
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
-    sizes = None  # Same-size arrays; folders give each picture's size.
-    if isinstance(source, np.ndarray):
-        name, images = "array", _as_uint8_images(source)
-    elif source in _ARRAY_SETS:
-        name, images = source, _as_uint8_images(_ARRAY_SETS[source]())
-    else:
-        name = str(source)
-        folder = DATASETS_DIR / "paintings" if source == "paintings" else source
-        if random_crops is None:
-            random_crops = source == "paintings" or (
-                len(image_files(folder)) < SMALL_FOLDER
-            )
-        images, sizes, _ = load_image_folder(
-            folder,
-            image_size=None if random_crops else image_size,
-            channels=channels,
-            max_side=max(MAX_SIDE, 2 * image_size),
-        )
+    name, images, sizes, random_crops = _pictures(source, image_size, channels, random_crops)
     train, val = split_indices(len(images), validation_split, seed)
     args = (image_size, channels, batch_size)
 
     if random_crops:
-        if sizes is None:
-            sizes = np.tile(np.int32(images.shape[1:3]), (len(images), 1))
         crops_per_image = crops_per_image or math.ceil(EPOCH_VIEWS / len(train))
-        val_boxes = _fixed_boxes(val, sizes)
         pictures = tf.constant(images)
         train_ds = _crops(
             pictures, _random_boxes(train, sizes, crops_per_image, seed), *args
         )
-        val_ds = _crops(
-            pictures, tf.data.Dataset.from_tensor_slices(val_boxes), *args
-        )
+        val_ds = _fixed_views(images, sizes, val, *args)
         train_samples = len(train) * crops_per_image
-        val_samples = len(val_boxes)
+        val_samples = len(val) * len(_fixed_boxes([0], sizes))
     else:
         squares = tf.constant(_center_squares(images))
         train_ds = _batches(squares, train, *args, seed=seed)

@@ -5,6 +5,7 @@
     keras-vae demo            train the default config, export it, say where it is
     keras-vae export RUN      SavedModel and ONNX decoders (export.cli)
     keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
+    keras-vae compare ...     five objectives, one report (pipelines.compare)
 
 Subcommand modules are imported only when used: `--help` stays fast.
 """
@@ -22,6 +23,8 @@ COMMANDS = {
     "demo": ("pipelines.cli", "train the default config (a few minutes), then export it"),
     "export": ("export.cli", "export a run's decoder as SavedModel and ONNX"),
     "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
+    "compare": ("pipelines.compare", "train one set of networks under five objectives, "
+                "then report (the paintings question)"),
 }
 
 

@@ -36,7 +36,8 @@ BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
 GRID_IMAGES = 8  # Images per row of the comparison grids.
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -57,13 +58,13 @@ def build_parser():
                         help="a run folder written by keras-vae train")
     parser.add_argument("--data", help="evaluate on the validation split of this folder or "
                         "embedded set instead of the run's")
-    parser.add_argument("--k", type=_positive_int, default=1000,
+    parser.add_argument("--k", type=positive_int, default=1000,
                         help="importance samples per image for the IWAE bound [1000]")
-    parser.add_argument("--chunk", type=_positive_int, default=100,
+    parser.add_argument("--chunk", type=positive_int, default=100,
                         help="samples decoded at once: memory grows with batch·chunk [100]")
-    parser.add_argument("--batch-size", type=_positive_int,
+    parser.add_argument("--batch-size", type=positive_int,
                         help="images per evaluation batch [the run's batch size]")
-    parser.add_argument("--baseline-epochs", type=_positive_int,
+    parser.add_argument("--baseline-epochs", type=positive_int,
                         help="epochs of the autoencoder baseline, cached per budget "
                         "[the run's epochs]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples [0]")
@@ -274,8 +275,9 @@ def markdown(report):
         "| reconstruction | distortion, nats per image | MSE | PSNR, dB |",
         "|---|---:|---:|---:|",
         recon_row("VAE", vae),
-        recon_row(f"autoencoder (same networks, β = 0; {budget['epochs']} epochs of "
-                  f"{budget['steps_per_epoch']} steps)", ae),
+        recon_row(f"autoencoder (same networks, β = 0; {budget['epochs']} "
+                  f"epoch{'s' * (budget['epochs'] != 1)} of {budget['steps_per_epoch']} steps)",
+                  ae),
         "",
         _comparison(vae, ae),
         "",

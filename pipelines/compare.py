@@ -1,0 +1,238 @@
+"""`keras-vae compare`: the paintings question, answered by a run.
+
+    keras-vae compare                       # the demo's data, networks and budget
+    keras-vae compare --steps 2000 --data ~/my-paintings
+
+Trains the same networks, from the same initial weights, on the same data
+stream for the same number of steps, under each objective of `OBJECTIVES`:
+the two losses of the original question (‖x − x̂‖² + KL and
+‖x − x̂‖² + 0.1·KL, i.e. Gaussian decoders with σ = √½ and σ = √0.05 at
+β = 1), the calibrated σ-VAE (σ fitted to the data, β = 1), the same
+networks as a deterministic autoencoder, and ‖x − x̂‖² + KL with a 4× larger
+latent. Each model is then measured on the fixed views of the *training*
+pictures and of the *held-out* pictures separately (`measure`), and
+`pipelines.report` writes results.md/.csv/.json, the figures, report.md and
+a self-contained report.html to `<output_dir>/compare/<name>/`. Finished
+objectives are skipped when the same command runs again.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_vae
+from keras_vae import data as data_lib
+from keras_vae import diagnostics
+from keras_vae import evaluation
+from keras_vae import files
+from pipelines import cli
+from pipelines import config as config_lib
+from pipelines import train as train_lib
+from pipelines.evaluate import positive_int
+
+DEFAULT_NAME = "paintings"
+#: Images of each split shown in the report's grids.
+GRID_IMAGES = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One loss to train the shared networks with.
+
+    `likelihood` and `beta` make the loss −ELBO_β = distortion + β·rate;
+    `autoencoder` drops the posterior's noise and the KL instead.
+    """
+
+    key: str
+    label: str
+    likelihood: str
+    beta: float = 1.0
+    latent_factor: int = 1
+    autoencoder: bool = False
+
+
+# ‖x − x̂‖² + w·KL = 2σ²·(−log p(x|z) + KL) + const with σ² = w/2 (see
+# keras_vae.likelihoods): the same gradients up to a positive scale, which
+# Adam divides out.
+OBJECTIVES = (
+    Objective("mse_kl", "‖x − x̂‖² + KL", f"gaussian:{math.sqrt(0.5)!r}"),
+    Objective("mse_0.1kl", "‖x − x̂‖² + 0.1·KL", f"gaussian:{math.sqrt(0.05)!r}"),
+    Objective("calibrated", "calibrated σ-VAE, β = 1", "gaussian_optimal"),
+    Objective("autoencoder", "autoencoder (no KL, no sampling)", "gaussian_optimal", 0.0,
+              autoencoder=True),
+    Objective("mse_kl_4z", "‖x − x̂‖² + KL, 4× latent", f"gaussian:{math.sqrt(0.5)!r}",
+              latent_factor=4),
+)
+
+
+def build_model(objective, config, image_shape):
+    """The networks of `config` trained under `objective`, seeded by the config."""
+    m, t = config["model"], config["train"]
+    keras.utils.set_random_seed(t["seed"])  # The same initial weights for every objective.
+    latent_dim = m["latent_dim"] * objective.latent_factor
+    if objective.autoencoder:
+        model = evaluation.build_autoencoder(
+            image_shape, latent_dim, objective.likelihood, m["filters"], m["kernel_size"]
+        )
+    else:
+        model = keras_vae.build_conv_vae(
+            image_shape, latent_dim, objective.likelihood, m["filters"], m["kernel_size"],
+            beta=objective.beta, kl=m["kl"], seed=t["seed"],
+        )
+    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
+    return model
+
+
+def measure(model, dataset, seed=0):
+    """Means over `dataset` of what the report compares, per image.
+
+    rate, distortion, elbo: nats per image under the model's own likelihood
+    (None for an autoencoder, which has no posterior to take a KL of);
+    mse (pixel units²), psnr (dB) and ssim (`tf.image.ssim`, max value 1)
+    of the reconstruction at the posterior mean.
+    """
+    sums, count = {}, 0
+    for index, x in enumerate(dataset):
+        n = int(x.shape[0])
+        terms = model.compute_terms(x, training=False, seed=seed + index)
+        recon = model(x, training=False)
+        mse = tf.reduce_mean(tf.square(x - recon), axis=[1, 2, 3]).numpy()
+        values = {
+            "mse": mse,
+            "psnr": evaluation.psnr(mse),
+            # SSIM's 11 px window (Wang et al. 2004), shrunk for smaller images.
+            "ssim": tf.image.ssim(x, recon, max_val=1.0,
+                                  filter_size=min(11, *x.shape[1:3])).numpy(),
+        }
+        if "rate" in terms:
+            values.update({k: float(terms[k]) * n for k in ("rate", "distortion", "elbo")})
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + float(np.sum(value))
+        count += n
+    if not count:
+        raise ValueError("compare got no images to measure: check --data and --validation-split")
+    means = {k: v / count for k, v in sums.items()}
+    for name in ("rate", "distortion", "elbo"):
+        means.setdefault(name, None)
+    return means | {"images": count}
+
+
+def _gradient_ratio(model, x):
+    """‖∇(β·rate)‖ / ‖∇distortion‖ on one training batch; None without a rate."""
+    norms = diagnostics.gradient_norms(model, x)
+    return norms["beta_rate"] / norms["distortion"] if norms["beta_rate"] else None
+
+
+def run_objective(objective, config, sets, steps, folder, verbose=1):
+    """Trains (or finds trained) one objective; returns its result dict."""
+    run = folder / "runs" / objective.key
+    key = {"objective": dataclasses.asdict(objective), "steps": steps,
+           "config": config_lib.flatten(config)}
+    result_path = run / "result.json"
+    if result_path.is_file() and (model_path := run / "model.keras").is_file():
+        result = json.loads(result_path.read_text())
+        if result["key"] == json.loads(json.dumps(key)):
+            return result, keras.saving.load_model(model_path)
+
+    keras.backend.clear_session()
+    model = build_model(objective, config, sets["info"].image_shape)
+    started = time.perf_counter()
+    model.fit(sets["train"].repeat(), epochs=1, steps_per_epoch=steps, shuffle=False,
+              verbose=verbose)
+    seconds = time.perf_counter() - started
+    train_lib.save_model(model, _mkdir(run) / "model.keras")
+    result = {
+        "key": key,
+        "label": objective.label,
+        "latent_dim": int(model.latent_dim),
+        "beta": objective.beta,
+        "sigma": None if objective.autoencoder else float(model.likelihood.scale()),
+        "train_seconds": seconds,
+        "gradient_ratio": (None if objective.autoencoder
+                           else _gradient_ratio(model, next(iter(sets["train_views"])))),
+        "train": measure(model, sets["train_views"]),
+        "held_out": measure(model, sets["held_out"]),
+    }
+    files.write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
+    return result, model
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def datasets(config):
+    """{"train": random training crops, "train_views": fixed views of the training
+    pictures, "held_out": the same views of the held-out pictures, "info"}."""
+    d, t = config["data"], config["train"]
+    train_ds, val_ds, info = train_lib.make_datasets(config)
+    if val_ds is None:
+        raise ValueError("compare needs held-out pictures: set --validation-split above 0")
+    train_views = data_lib.training_views(
+        d["source"], d["image_size"], d["channels"], t["batch_size"], d["validation_split"],
+        d["seed"], d["random_crops"],
+    )
+    return {"train": train_ds, "train_views": train_views, "held_out": val_ds, "info": info}
+
+
+def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):
+    """Trains and measures every objective; writes the report; returns its folder."""
+    from pipelines import report
+
+    say = print if verbose else (lambda *a, **k: None)
+    sets = datasets(config)
+    t = config["train"]
+    steps = steps or t["epochs"] * (
+        t["steps_per_epoch"] or math.ceil(sets["info"].train_samples / t["batch_size"])
+    )
+    folder = pathlib.Path(t["output_dir"]) / "compare" / name
+    results, models = {}, {}
+    for i, objective in enumerate(objectives, 1):
+        say(f"objective {i}/{len(objectives)}: {objective.label} ({steps} steps)", flush=True)
+        results[objective.key], models[objective.key] = run_objective(
+            objective, config, sets, steps, folder, verbose
+        )
+    images = {split: next(iter(sets[split])).numpy()[:GRID_IMAGES]
+              for split in ("train_views", "held_out")}
+    report.write(folder, config, steps, objectives, results, models, images)
+    say(f"Report: {folder / 'report.html'} (and report.md)")
+    return folder
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-vae compare",
+        description="Train the same networks under ‖x − x̂‖² + KL, ‖x − x̂‖² + 0.1·KL, a "
+        "calibrated σ-VAE, an autoencoder and a 4× latent, then write a report comparing "
+        "them on training and held-out pictures. Flags as for keras-vae train.",
+    )
+    parser.add_argument("--config", default=str(cli.DEFAULT_CONFIG),
+                        help="a TOML config file [the demo's]")
+    parser.add_argument("--steps", type=positive_int, help="training steps per objective "
+                        "[the config's epochs × steps per epoch]")
+    parser.add_argument("--name", default=DEFAULT_NAME,
+                        help=f"report folder under <output_dir>/compare/ [{DEFAULT_NAME}]")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    train_lib.add_config_flags(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    overrides = {key: getattr(args, key) for _, key, _, _ in train_lib.FLAGS}
+    return cli.run_command(lambda: compare(
+        config_lib.load_config(args.config, overrides), args.steps, args.name,
+        verbose=0 if args.quiet else 1,
+    ))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""`keras-vae compare`: one set of networks under five objectives, and its report.
+
+A tiny budget on 8×8 digits: the numbers are recomputed here from the saved
+models, not trusted from the report.
+"""
+
+import json
+import math
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vae import data as data_lib
+from pipelines import compare
+from pipelines import config as config_lib
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    config = config_lib.load_config(overrides={
+        "data.source": "digits", "data.image_size": 8, "data.channels": 1,
+        "model.latent_dim": 2, "model.filters": [4, 8], "train.batch_size": 64,
+        "train.output_dir": str(tmp_path_factory.mktemp("out")),
+    })
+    folder = compare.compare(config, steps=6, name="tiny", verbose=0)
+    return config, folder, json.loads((folder / "results.json").read_text())
+
+
+def test_every_objective_shares_the_networks_and_initial_weights():
+    config = config_lib.load_config(overrides={
+        "data.image_size": 8, "data.channels": 1, "model.latent_dim": 2, "model.filters": [4, 8],
+    })
+    by_key = {o.key: compare.build_model(o, config, (8, 8, 1)) for o in compare.OBJECTIVES}
+    reference = by_key["mse_kl"]
+    for key in ("mse_0.1kl", "calibrated", "autoencoder"):
+        for part in ("encoder", "decoder"):
+            for a, b in zip(getattr(reference, part).get_weights(),
+                            getattr(by_key[key], part).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    assert by_key["mse_kl_4z"].latent_dim == 8
+
+
+def test_sigmas_are_the_losses_of_the_question(compared):
+    _, _, saved = compared
+    results = saved["results"]
+    # ‖x − x̂‖² + w·KL is a Gaussian decoder with σ² = w/2.
+    assert results["mse_kl"]["sigma"] == pytest.approx(math.sqrt(1 / 2), rel=1e-6)
+    assert results["mse_0.1kl"]["sigma"] == pytest.approx(math.sqrt(0.1 / 2), rel=1e-6)
+    assert results["mse_kl_4z"]["latent_dim"] == 8
+    assert results["autoencoder"]["sigma"] is None
+    assert results["autoencoder"]["train"]["rate"] is None
+
+
+def test_reported_numbers_match_an_independent_recomputation(compared):
+    config, folder, saved = compared
+    d = config["data"]
+    views = np.concatenate(list(data_lib.training_views(
+        "digits", 8, 1, 256, d["validation_split"], d["seed"])))
+    for key, result in saved["results"].items():
+        model = keras.saving.load_model(folder / "runs" / key / "model.keras")
+        recon = np.asarray(model(views))
+        mse = ((views.astype("float64") - recon) ** 2).mean(axis=(1, 2, 3))
+        train = result["train"]
+        assert train["images"] == len(views)
+        assert train["mse"] == pytest.approx(mse.mean(), rel=1e-4)
+        assert train["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-4)
+        assert -1.0 <= train["ssim"] <= 1.0
+        if result["sigma"] is not None:
+            for split in ("train", "held_out"):
+                values = result[split]
+                assert values["elbo"] == pytest.approx(-(values["rate"] + values["distortion"]),
+                                                       rel=1e-4, abs=1e-3)
+            assert float(model.likelihood.scale()) == pytest.approx(result["sigma"])
+            assert result["gradient_ratio"] > 0
+
+
+def test_report_is_self_contained_and_quotes_its_numbers(compared):
+    _, folder, saved = compared
+    page = (folder / "report.html").read_text()
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert len(pngs) == 8  # 2 reconstruction grids, samples, rate/PSNR, 4 traversals.
+    assert page.count('src="data:image/png;base64,') == len(pngs)
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # Nothing fetched from outside.
+    text = (folder / "report.md").read_text()
+    for png in pngs:
+        assert f"({png})" in text
+    for question in ("Is weighting the KL term sound?", "What does it do to gradient descent?",
+                     "Does it mean reconstruction matters more than a smooth latent space?"):
+        assert question in text and question in page
+    calibrated = saved["results"]["calibrated"]
+    assert f"σ comes out at {calibrated['sigma']:.3f}" in text
+    assert f"{calibrated['train']['psnr']:.2f} dB" in text
+    rows = (folder / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(compare.OBJECTIVES)
+
+
+def test_rerun_reuses_finished_objectives(compared):
+    config, folder, _ = compared
+    models = sorted((folder / "runs").glob("*/model.keras"))
+    stamps = [m.stat().st_mtime_ns for m in models]
+    compare.compare(config, steps=6, name="tiny", verbose=0)
+    assert [m.stat().st_mtime_ns for m in models] == stamps

@@ -3,8 +3,9 @@
     keras-vae train ...       train into a resumable run folder (pipelines.train)
     keras-vae sweep ...       train a grid of runs (pipelines.sweep)
     keras-vae demo            train the default config, export it, say where it is
-    keras-vae export RUN      SavedModel and ONNX decoders (export.cli)
+    keras-vae export RUN      SavedModel, ONNX and LiteRT decoders, web page (export.cli)
     keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
+    keras-vae serve RUN       the exported web page on 127.0.0.1 (export.web_page)
 
 Subcommand modules are imported only when used: `--help` stays fast.
 """
@@ -20,8 +21,9 @@ COMMANDS = {
     "train": ("pipelines.train", "train a VAE into a resumable run folder"),
     "sweep": ("pipelines.sweep", "train a grid of runs"),
     "demo": ("pipelines.cli", "train the default config (a few minutes), then export it"),
-    "export": ("export.cli", "export a run's decoder as SavedModel and ONNX"),
+    "export": ("export.cli", "export a run's decoder: SavedModel, ONNX, LiteRT, web page"),
     "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
+    "serve": ("export.web_page", "serve a run's latent-explorer web page on 127.0.0.1"),
 }
 
 

@@ -48,7 +48,9 @@ def open_page(export_dir, timeout=60):
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars"):
+                 f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
+                 # Offline, as promised: every host but the local server fails to resolve.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     with web_page.serving(export_dir) as url:
         driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)

@@ -237,7 +237,7 @@ def _verify(parts, artifacts, folder, progress, facts):
 def _measure(endpoint, name, description, path, progress, facts):
     """Records a lossy LiteRT file's error on prior samples against Keras float32."""
     (runtime, loader), = _RUNTIMES["litert"]
-    inputs = {endpoints.LATENT: verify.prior_latents(facts["prior"])}
+    inputs = {endpoints.LATENT: verify.prior_latents(facts["prior"], facts["latent_dim"])}
     with progress.stage(f"measuring {name} in {runtime}") as notes:
         run = _load_artifact(loader, path, runtime, _hint("litert", endpoint))
         try:

@@ -15,8 +15,12 @@ Precisions (inputs and outputs stay float32 in all three):
               about a quarter of the size
 """
 
+import contextlib
+import os
 import shutil
+import sys
 
+import numpy as np
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
 
@@ -47,10 +51,31 @@ def convert(endpoint, path, precision="float32"):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Mutes file descriptor 2: LiteRT's C++ logs "INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU." on the first run, amid the export's progress lines.
+    Errors still arrive as Python exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load(path):
     """A runner (dict of arrays -> dict of arrays) on the LiteRT interpreter."""
     interpreter = litert.Interpreter(model_path=str(path))
     signature = interpreter.get_signature_runner(savedmodel.SIGNATURE)
+    with _quiet_stderr():  # A first run at batch 1: the delegate is made here.
+        signature(**{
+            name: np.zeros([1, *detail["shape_signature"][1:]], detail["dtype"])
+            for name, detail in signature.get_input_details().items()
+        })
 
     def run(inputs):
         # The signature runner resizes the input tensor for each batch size;

@@ -87,10 +87,13 @@ def check(label, diffs, limit, hint):
             )
 
 
-def prior_latents(prior, n=QUALITY_SAMPLES, seed=1):
-    """n draws z ~ p(z), float32 [n, latent_dim], for the manifest's Normal `prior`."""
-    loc, scale = (np.asarray(prior["parameters"][k], "float32") for k in ("loc", "scale"))
-    eps = np.random.default_rng(seed).standard_normal((n, len(loc)))
+def prior_latents(prior, latent_dim, n=QUALITY_SAMPLES, seed=1):
+    """n draws z ~ p(z), float32 [n, latent_dim], for the manifest's `prior`
+    (a Normal's loc and scale; N(0, I) draws for other priors)."""
+    loc, scale = np.zeros(latent_dim, "float32"), np.ones(latent_dim, "float32")
+    if prior["class_name"] == "Normal":
+        loc, scale = (np.asarray(prior["parameters"][k], "float32") for k in ("loc", "scale"))
+    eps = np.random.default_rng(seed).standard_normal((n, latent_dim))
     return (loc + scale * eps).astype("float32")
 
 

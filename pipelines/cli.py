@@ -71,11 +71,16 @@ def demo_main(argv=None):
         export_run(folder)
     except ExportError as err:
         return _error(f"the run trained, but its export failed: {err}", 1)
-    # The tensorboard script installed beside this Python (.venv/bin after `make`).
-    tensorboard = pathlib.Path(sys.executable).with_name("tensorboard")
-    tensorboard = tensorboard if tensorboard.exists() else "tensorboard"
+    tensorboard = _script("tensorboard")
     print(f"Run: {folder}\nTensorBoard: {tensorboard} --logdir {folder / 'logs'}")
+    print(f"Web page: {_script('keras-vae')} serve {folder}, then open http://127.0.0.1:8000/web/")
     return 0
+
+
+def _script(name):
+    """The console script `name` installed beside this Python (.venv/bin after `make`)."""
+    path = pathlib.Path(sys.executable).with_name(name)
+    return path if path.exists() else name
 
 
 def main(argv=None):

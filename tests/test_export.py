@@ -223,7 +223,7 @@ def test_litert_lossy_variants_are_smaller_and_measured(bernoulli_run):
         assert artifacts[name]["size_bytes"] == sizes[precision]
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
 
-    z = verify.prior_latents(manifest["model"]["prior"])
+    z = verify.prior_latents(manifest["model"]["prior"], 3)
     reference = decode(model, z)
     errors = {}
     for precision in ("float16", "int8"):

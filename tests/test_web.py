@@ -1,6 +1,7 @@
 """The exported latent-explorer page, run in headless Chromium against Keras."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -94,8 +95,13 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+CURRENT_PIXELS = "return document.getElementById('current').toDataURL()"
+
+
 @needs_chromium
 def test_page_decodes_like_keras_in_chromium(digits_run):
+    from selenium.webdriver.support.ui import WebDriverWait
+
     run_dir, model, manifest = digits_run
     z = verify.probe_latents(3)[:16]  # The prior mean, ±3σ on each axis, N(0, I) draws.
     with browser.open_page(run_dir / "export") as driver:
@@ -104,10 +110,30 @@ def test_page_decodes_like_keras_in_chromium(digits_run):
         labels = [e.text for e in driver.find_elements("css selector", "#sliders label")]
         tiles = driver.find_elements("css selector", "#grid canvas")
         strip = driver.find_elements("css selector", "#strip canvas")
-        page_z = driver.execute_script("return window.vae.error")
+        error = driver.execute_script("return window.vae.error")
+        # The controls are wired: a slider redraws the explored image, a click picks A and B.
+        before = driver.execute_script(CURRENT_PIXELS)
+        driver.execute_script(
+            "const s = document.querySelector('#sliders input'); s.value = s.max;"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(CURRENT_PIXELS) != before)
+        tiles[5].click()
+        roles = [t.get_attribute("class") for t in tiles]
     np.testing.assert_allclose(pixels, decode(model, z), atol=1e-4, rtol=0)
-    assert page_z is None
+    assert error is None
+    assert roles[5] == "a" and roles[0] == "b" and roles.count("") == 14
     assert len(tiles) == 16 and len(strip) == 10
     kl = manifest["model"]["latent_kl"]
     assert labels == [f"z[{d}] · KL {kl['kl_per_dim'][d]:.2f}" for d in kl["order"]]
     assert 0 < latency["batch_1"] and 0 < latency["batch_16"] < 5000
+
+
+@needs_chromium
+def test_page_refuses_a_modified_decoder(digits_run, tmp_path):
+    export_dir = shutil.copytree(digits_run[0] / "export", tmp_path / "export")
+    with open(export_dir / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(RuntimeError, match="decoder.onnx does not match the sha256 in export.json"):
+        with browser.open_page(export_dir):
+            pass

@@ -388,3 +388,14 @@ def test_cli_rejects_unknown_format(tmp_path):
     )
     assert result.returncode == 2
     assert "unknown export format(s) 'pdf'" in result.stderr.splitlines()[-1]
+
+
+def test_cli_format_spellings():
+    from export import cli
+
+    def formats(*argv):
+        return cli.build_parser().parse_args(["run", *argv]).formats
+
+    assert formats() == ("savedmodel", "onnx", "litert", "web")
+    assert formats("--format", "litert") == ("litert",)  # The spelling: a prefix.
+    assert formats("--formats", "web,savedmodel") == ("onnx", "web", "savedmodel")

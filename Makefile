@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# ONNX Runtime Web for the exported web page, pinned by export/web/package-lock.json.
+WEB    := export/web
+ORT    := $(WEB)/node_modules/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -15,14 +18,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(ORT): $(WEB)/package.json $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(ORT)
+
+demo: $(STAMP) $(ORT)
 	$(BIN)/keras-vae demo
 
-test: $(STAMP)
+test: $(STAMP) $(ORT)
 	$(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pipelines.benchmark
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(WEB)/node_modules

@@ -1,4 +1,5 @@
-"""The export stage: a trained VAE's decoder as verified SavedModel and ONNX files.
+"""The export stage: a trained VAE's decoder as verified SavedModel, ONNX and
+LiteRT files, and a web page that decodes it in the browser.
 
 `export_run(run_dir, ...)` writes `RUN_DIR/export/` (see `export.exporter`).
 Importing this package does not import TensorFlow, so that the TF-free

@@ -1,12 +1,13 @@
 """Decoder speed in each runtime: `python -m export.benchmark RUN_DIR [--repeats N]`.
 
-Times the same exported decoder (z -> image, the likelihood mean) four ways,
+Times the same exported decoder (z -> image, the likelihood mean) four or five ways,
 in one process, after warm-up runs:
 
     Keras predict   `decoder.predict(z)`, then the likelihood mean
     Keras call      `likelihood.mean(decoder(z))`, eager
     SavedModel      the exported `serving_default` signature (tf.saved_model.load)
     ONNX Runtime    decoder.onnx on the CPU provider, default session options
+    LiteRT          decoder.tflite (float32) in the ai-edge-litert interpreter, if exported
 
 It reports the median latency at batch 1 (ms) and the median throughput at
 batch 256 (images/s), each also as a ratio to ONNX Runtime, prints a Markdown
@@ -40,6 +41,7 @@ def load_runtimes(model_path, export_dir):
     import tensorflow as tf
 
     import keras_vae
+    from export import litert
     from export import onnx_export
     from export import savedmodel
 
@@ -56,12 +58,16 @@ def load_runtimes(model_path, export_dir):
     def keras_call(z):
         return likelihood.mean(decoder(tf.constant(z), training=False)).numpy()
 
-    return model, {
+    runtimes = {
         "Keras predict": keras_predict,
         "Keras call": keras_call,
         "SavedModel": lambda z: signature({"z": z})["image"],
         REFERENCE: lambda z: onnx_runtime({"z": z})["image"],
     }
+    if (export_dir / "decoder.tflite").is_file():
+        lite = litert.load(export_dir / "decoder.tflite")
+        runtimes["LiteRT"] = lambda z: lite({"z": z})["image"]
+    return model, runtimes
 
 
 def median_seconds(fn, z, repeats):

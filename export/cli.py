@@ -20,13 +20,14 @@ def _formats(text):
 def build_parser(prog="keras-vae export"):
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Export a trained run's decoder as TensorFlow SavedModel and ONNX, "
-        "verified against Keras, to RUN_DIR/export/.",
+        description="Export a trained run's decoder as TensorFlow SavedModel, ONNX and "
+        "LiteRT, verified against Keras, and a web page that decodes in the browser, "
+        "to RUN_DIR/export/.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding model.keras")
     parser.add_argument(
         "--formats", type=_formats, default=common.FORMATS,
-        help="comma-separated: savedmodel,onnx (default: both)",
+        help="comma-separated: savedmodel,onnx,litert,web (default: all; web adds onnx)",
     )
     parser.add_argument(
         "--opset", type=int, default=None,

@@ -12,7 +12,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
 EXPORT_DIR = "export"
 MANIFEST_FILE = "export.json"
-FORMATS = ("savedmodel", "onnx")
+FORMATS = ("savedmodel", "onnx", "litert", "web")
 
 
 class ExportError(Exception):
@@ -37,8 +37,13 @@ def model_path(run_dir):
 
 
 def check_formats(formats):
-    """`formats` as a tuple without repeats, or an `ExportError` naming unknown ones."""
+    """`formats` as a tuple without repeats, or an `ExportError` naming unknown ones.
+
+    "web" brings "onnx" with it: the page runs decoder.onnx.
+    """
     formats = tuple(dict.fromkeys(formats))
+    if "web" in formats and "onnx" not in formats:
+        formats = formats[: formats.index("web")] + ("onnx",) + formats[formats.index("web") :]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(

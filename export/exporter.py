@@ -1,4 +1,5 @@
-"""`export_run`: a run's decoder (and encoder) as verified SavedModel and ONNX files.
+"""`export_run`: a run's decoder (and encoder) as verified SavedModel, ONNX and
+LiteRT files, plus a web page that decodes in the browser.
 
 Everything is written to a temporary folder inside the run folder (so the
 final rename stays on one filesystem), verified there against the Keras model
@@ -19,17 +20,21 @@ import keras
 import keras_vae
 from export import common
 from export import endpoints
+from export import litert
 from export import manifest
 from export import onnx_export
 from export import savedmodel
 from export import verify
+from export import web_page
 from export.common import ExportError
 from export.common import one_line
 
-_LABELS = {"savedmodel": "SavedModel", "onnx": "ONNX"}
+_LABELS = {"savedmodel": "SavedModel", "onnx": "ONNX", "litert": "LiteRT", "web": "web page"}
 _HINTS = {
     "savedmodel": "the SavedModel does not reproduce the Keras {part}; report it",
     "onnx": "the converter mis-converted the {part}; try another --opset or report it",
+    "litert": "TensorFlow's LiteRT converter mis-converted the {part}; report it",
+    "web": "the web page could not be assembled; report it",
 }
 #: The runtimes each format is verified in: (name, loader of a runner).
 _RUNTIMES = {
@@ -38,6 +43,9 @@ _RUNTIMES = {
         ("session loader (TF Serving, saved_model_cli)", savedmodel.load_session),
     ),
     "onnx": (("onnxruntime", onnx_export.load),),
+    "litert": (("ai-edge-litert", litert.load),),
+    # The page runs decoder.onnx, verified above; tests/test_web.py checks it in Chromium.
+    "web": (),
 }
 
 
@@ -49,7 +57,8 @@ def export_run(
     Args:
         run_dir: a run folder holding `model.keras` (and, optionally, the
             `config.toml` the β schedule is read from).
-        formats: any of "savedmodel" and "onnx".
+        formats: any of "savedmodel", "onnx", "litert" and "web" (which
+            needs, and adds, "onnx": the page runs decoder.onnx).
         opset: ONNX opset; None for the newest that both tf2onnx and the
             installed ONNX Runtime support (`onnx_export.default_opset`).
         encoder: also export the encoder (image -> posterior_mean,
@@ -73,6 +82,11 @@ def export_run(
         model = _load_model(model_path)
         beta = common.beta_facts(common.read_config(run_dir))
         facts = manifest.model_facts(model, beta)
+    with progress.stage("measuring the KL of each latent dimension") as notes:
+        facts["latent_kl"] = manifest.latent_kl(model, run_dir)
+        notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])
+    if "web" in formats:
+        web_page.check_runtime()
     if "onnx" in formats:
         opset = onnx_export.default_opset() if opset is None else onnx_export.check_opset(opset)
     else:
@@ -88,14 +102,15 @@ def export_run(
         artifacts = {}
         for endpoint in parts:
             for fmt in formats:
-                name = _artifact_name(endpoint, fmt)
-                opset_note = f" (opset {opset})" if fmt == "onnx" else ""
-                with progress.stage(f"converting {endpoint.part} to {name}{opset_note}"):
-                    _convert(endpoint, fmt, folder / name, opset, facts)
-                artifacts[name] = _describe(endpoint, fmt)
+                for name, precision in _artifacts(endpoint, fmt):
+                    note = f" (opset {opset})" if fmt == "onnx" else ""
+                    note = f" ({precision} weights)" if fmt == "litert" else note
+                    with progress.stage(f"converting {endpoint.part} to {name}{note}"):
+                        _convert(endpoint, fmt, folder / name, opset, facts, precision)
+                    artifacts[name] = _describe(endpoint, fmt, precision, folder / name)
         if _after_convert is not None:
             _after_convert(folder)
-        _verify(parts, artifacts, folder, progress, model.latent_dim)
+        _verify(parts, artifacts, folder, progress, facts)
         with progress.stage(f"writing {final}"):
             result = manifest.build(facts, artifacts, opset, folder)
             manifest.write(result, folder / common.MANIFEST_FILE)
@@ -127,16 +142,33 @@ def _load_model(path):
     return model
 
 
-def _artifact_name(endpoint, fmt):
-    return f"{endpoint.part}_savedmodel" if fmt == "savedmodel" else f"{endpoint.part}.onnx"
+def _artifacts(endpoint, fmt):
+    """[(artifact name, precision)] that `fmt` makes of `endpoint`.
+
+    LiteRT gives the decoder in every precision (the lossy ones are measured,
+    not held to the parity limit) and the encoder in float32; the web page
+    is made once, for the decoder.
+    """
+    if fmt == "savedmodel":
+        return [(f"{endpoint.part}_savedmodel", None)]
+    if fmt == "onnx":
+        return [(f"{endpoint.part}.onnx", None)]
+    if fmt == "litert":
+        precisions = litert.PRECISIONS if endpoint.part == "decoder" else ("float32",)
+        return [(litert.file_name(endpoint.part, p), p) for p in precisions]
+    return [(web_page.FOLDER, None)] if endpoint.part == "decoder" else []
 
 
-def _convert(endpoint, fmt, path, opset, facts):
+def _convert(endpoint, fmt, path, opset, facts, precision):
     try:
         if fmt == "savedmodel":
             savedmodel.save(endpoint, path)
-        else:
+        elif fmt == "onnx":
             onnx_export.convert(endpoint, path, opset, manifest.onnx_metadata(facts, opset))
+        elif fmt == "litert":
+            litert.convert(endpoint, path, precision)
+        else:
+            web_page.write(path)
     except OSError:
         raise
     except Exception as error:  # The converters raise whatever their internals do.
@@ -150,7 +182,9 @@ def _hint(fmt, endpoint):
     return _HINTS[fmt].format(part=endpoint.part)
 
 
-def _describe(endpoint, fmt):
+def _describe(endpoint, fmt, precision, path):
+    if fmt == "web":
+        return web_page.describe(endpoint.part)
     spec = endpoint.function.input_signature[0]
     outputs = endpoint.function.get_concrete_function().structured_outputs
     description = {
@@ -160,25 +194,35 @@ def _describe(endpoint, fmt):
         "outputs": {name: outputs[name].shape.as_list() for name in endpoint.output_names},
         "dtype": "float32",
     }
-    if fmt == "savedmodel":
+    if fmt in ("savedmodel", "litert"):
         description["signature"] = savedmodel.SIGNATURE
+    if fmt == "litert":
+        description["precision"] = precision
+        description["size_bytes"] = path.stat().st_size
     return description
 
 
-def _verify(parts, artifacts, folder, progress, latent_dim):
-    """Checks every artifact against Keras on probe inputs; records max |Δ| in `artifacts`."""
-    probes = {endpoints.LATENT: verify.probe_latents(latent_dim)}
+def _verify(parts, artifacts, folder, progress, facts):
+    """Checks every artifact against Keras on probe inputs; records max |Δ| in `artifacts`.
+
+    Lossy LiteRT files are run on decoded prior samples instead and their
+    error is recorded as `quality` (see `verify.quality`).
+    """
+    probes = {endpoints.LATENT: verify.probe_latents(facts["latent_dim"])}
     for endpoint in parts:
         inputs = {endpoint.input_name: probes[endpoint.input_name]}
         reference = endpoint(inputs)
         probes.update(reference)  # The decoder's images probe the encoder.
         limit = verify.tolerance(reference)
         for name, description in artifacts.items():
-            if description["part"] != endpoint.part:
+            if description["part"] != endpoint.part or description["format"] == "web":
                 continue
             fmt, path = description["format"], folder / name
             if fmt == "onnx":
                 onnx_export.check(path)
+            if description.get("precision", "float32") != "float32":
+                _measure(endpoint, name, description, path, progress, facts)
+                continue
             description["parity"] = {"tolerance": limit}
             for runtime, loader in _RUNTIMES[fmt]:
                 with progress.stage(f"verifying {name} in {runtime}") as notes:
@@ -188,6 +232,21 @@ def _verify(parts, artifacts, folder, progress, latent_dim):
                     notes.append(f"max |Δ| {worst}")
                     verify.check(f"{_LABELS[fmt]} ({runtime})", diffs, limit, _hint(fmt, endpoint))
                 description["parity"][runtime] = diffs
+
+
+def _measure(endpoint, name, description, path, progress, facts):
+    """Records a lossy LiteRT file's error on prior samples against Keras float32."""
+    (runtime, loader), = _RUNTIMES["litert"]
+    inputs = {endpoints.LATENT: verify.prior_latents(facts["prior"], facts["latent_dim"])}
+    with progress.stage(f"measuring {name} in {runtime}") as notes:
+        run = _load_artifact(loader, path, runtime, _hint("litert", endpoint))
+        try:
+            quality = verify.quality(run, inputs, endpoint(inputs), facts["value_range"])
+        except ExportError as error:
+            raise ExportError(f"LiteRT ({runtime}) {name}: {error}") from None
+        psnr = "identical" if quality["psnr_db"] is None else f"PSNR {quality['psnr_db']} dB"
+        notes.append(f"max |Δ| {quality['max_abs_diff']:.2g}, {psnr}")
+    description["quality"] = {"runtime": runtime, "reference": "Keras float32", **quality}
 
 
 def _load_artifact(loader, path, runtime, hint):

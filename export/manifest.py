@@ -13,14 +13,18 @@ import pathlib
 import platform
 
 import keras
+import numpy as np
 
 import keras_vae
+from export import common
+from export.common import one_line
 from keras_vae import likelihoods
 
 FORMAT_VERSION = 1
 CHANNEL_ORDER = "NHWC"
 PACKAGES = (
-    "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy",
+    "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime",
+    "ai-edge-litert", "numpy",
 )
 
 
@@ -65,6 +69,41 @@ def model_facts(model, beta):
         "beta_config": beta["config"],
         "beta_final": float(model.beta.numpy()),
         "objective": model.objective,
+    }
+
+
+def latent_kl(model, run_dir):
+    """KL(q(z_d|x) ‖ p(z_d)) of each latent dimension, nats, and their order.
+
+    Measured like the run's traversals (`pipelines.train`): over the first
+    `SUMMARY_IMAGES` validation images of the data in the run's config.toml,
+    highest KL first, so consumers (the web page's sliders) show first the
+    dimensions the model uses. Without the config or the data, the dimensions
+    keep their index order and `note` says why.
+    """
+    from keras_vae import diagnostics
+    from pipelines import config as config_lib
+    from pipelines import train
+
+    path = pathlib.Path(run_dir) / common.CONFIG_FILE
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"the run has no {common.CONFIG_FILE}")
+        config = config_lib.load_config(path)
+        train_ds, val_ds, _ = train.make_datasets(config)
+        images = train._images(val_ds if val_ds is not None else train_ds, train.SUMMARY_IMAGES)
+    except (ValueError, OSError) as error:  # keras_vae.data.DataError is a ValueError.
+        return {
+            "kl_per_dim": None, "order": list(range(int(model.latent_dim))),
+            "note": f"no data to measure it on ({one_line(error)}): dimensions in index order",
+        }
+    kl = diagnostics.latent_statistics(model, images)["kl_per_dim"]
+    split = "validation" if val_ds is not None else "training"
+    return {
+        "kl_per_dim": [round(float(k), 6) for k in kl],
+        "order": [int(d) for d in np.argsort(-np.asarray(kl))],
+        "units": "nats",
+        "data": f"{len(images)} {split} images of {config['data']['source']!r}",
     }
 
 

@@ -10,6 +10,11 @@ Each runtime runs the probes at batch 1 (the first rows one at a time) and at
 batch 64 (all rows), and its max |Δ| against Keras must not exceed 1e-4 ×
 max(1, max |reference|): on [0, 1] images that is 1e-4, far below one 8-bit grey
 level (1/255 ≈ 0.004); encoder outputs are unbounded, so the bound scales.
+
+Lossy artifacts (LiteRT with float16 or int8 weights) cannot meet that bound by
+design: `quality` measures instead how far their images of prior samples are
+from the Keras float32 ones (max |Δ| and PSNR), so users choose size against
+quality from numbers.
 """
 
 import math
@@ -22,6 +27,7 @@ TOLERANCE = 1e-4
 BATCH_SIZES = (1, 64)
 BATCH_1_ROWS = 8  # Probe rows also run one at a time: the prior mean, then ±3σ points.
 MIN_RANDOM_ROWS = 16
+QUALITY_SAMPLES = 64  # Prior samples decoded to measure a lossy artifact.
 
 
 def probe_latents(latent_dim, seed=0):
@@ -79,3 +85,35 @@ def check(label, diffs, limit, hint):
                 f"{label} parity failed: max |Δ| = {diff:.3g} > {limit:.3g} "
                 f"on batch {batch} — {hint}"
             )
+
+
+def prior_latents(prior, latent_dim, n=QUALITY_SAMPLES, seed=1):
+    """n draws z ~ p(z), float32 [n, latent_dim], for the manifest's `prior`
+    (a Normal's loc and scale; N(0, I) draws for other priors)."""
+    loc, scale = np.zeros(latent_dim, "float32"), np.ones(latent_dim, "float32")
+    if prior["class_name"] == "Normal":
+        loc, scale = (np.asarray(prior["parameters"][k], "float32") for k in ("loc", "scale"))
+    eps = np.random.default_rng(seed).standard_normal((n, latent_dim))
+    return (loc + scale * eps).astype("float32")
+
+
+def quality(run, inputs, reference, value_range):
+    """How far a lossy artifact's images are from the Keras float32 ones.
+
+    Returns {"max_abs_diff", "psnr_db", "samples"}: PSNR is
+    10·log10(peak² / MSE) with peak = the width of `value_range` (1 for
+    [0, 1] images), over every pixel of every sample; None if the images are
+    identical (infinite PSNR has no JSON spelling). Non-finite outputs raise.
+    """
+    outputs = run(inputs)
+    diffs = [np.asarray(outputs[name], "float64") - expected for name, expected in reference.items()]
+    diff = np.concatenate([d.ravel() for d in diffs])
+    if not np.all(np.isfinite(diff)):
+        raise ExportError("the file decodes to NaN or infinity — report it")
+    mse = float(np.mean(diff**2))
+    peak = float(value_range[1] - value_range[0])
+    return {
+        "max_abs_diff": float(np.max(np.abs(diff))),
+        "psnr_db": round(10 * math.log10(peak**2 / mse), 2) if mse > 0 else None,
+        "samples": len(next(iter(inputs.values()))),
+    }

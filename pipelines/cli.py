@@ -3,9 +3,10 @@
     keras-vae train ...       train into a resumable run folder (pipelines.train)
     keras-vae sweep ...       train a grid of runs (pipelines.sweep)
     keras-vae demo            train the default config, export it, say where it is
-    keras-vae export RUN      SavedModel and ONNX decoders (export.cli)
+    keras-vae export RUN      SavedModel, ONNX and LiteRT decoders, web page (export.cli)
     keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
     keras-vae compare ...     five objectives, one report (pipelines.compare)
+    keras-vae serve RUN       the exported web page on 127.0.0.1 (export.web_page)
 
 Subcommand modules are imported only when used: `--help` stays fast.
 """
@@ -21,10 +22,11 @@ COMMANDS = {
     "train": ("pipelines.train", "train a VAE into a resumable run folder"),
     "sweep": ("pipelines.sweep", "train a grid of runs"),
     "demo": ("pipelines.cli", "train the default config (a few minutes), then export it"),
-    "export": ("export.cli", "export a run's decoder as SavedModel and ONNX"),
+    "export": ("export.cli", "export a run's decoder: SavedModel, ONNX, LiteRT, web page"),
     "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
     "compare": ("pipelines.compare", "train one set of networks under five objectives, "
                 "then report (the paintings question)"),
+    "serve": ("export.web_page", "serve a run's latent-explorer web page on 127.0.0.1"),
 }
 
 
@@ -72,11 +74,16 @@ def demo_main(argv=None):
         export_run(folder)
     except ExportError as err:
         return _error(f"the run trained, but its export failed: {err}", 1)
-    # The tensorboard script installed beside this Python (.venv/bin after `make`).
-    tensorboard = pathlib.Path(sys.executable).with_name("tensorboard")
-    tensorboard = tensorboard if tensorboard.exists() else "tensorboard"
+    tensorboard = _script("tensorboard")
     print(f"Run: {folder}\nTensorBoard: {tensorboard} --logdir {folder / 'logs'}")
+    print(f"Web page: {_script('keras-vae')} serve {folder}, then open http://127.0.0.1:8000/web/")
     return 0
+
+
+def _script(name):
+    """The console script `name` installed beside this Python (.venv/bin after `make`)."""
+    path = pathlib.Path(sys.executable).with_name(name)
+    return path if path.exists() else name
 
 
 def main(argv=None):

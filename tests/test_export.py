@@ -1,4 +1,4 @@
-"""The export stage: SavedModel and ONNX decoders, verified, installed atomically."""
+"""The export stage: SavedModel, ONNX and LiteRT decoders, verified, installed atomically."""
 
 import errno
 import hashlib
@@ -13,12 +13,14 @@ import onnx
 import onnxruntime
 import pytest
 import tensorflow as tf
+from ai_edge_litert import interpreter as litert
 from PIL import Image
 
 import keras_vae
 from export import ExportError
 from export import export_run
 from export import onnx_export
+from export import verify
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = """\
@@ -91,11 +93,16 @@ def test_manifest_parity_within_tolerance(bernoulli_run):
     expected_runtimes = {
         "savedmodel": {"tf.saved_model.load", "session loader (TF Serving, saved_model_cli)"},
         "onnx": {"onnxruntime"},
+        "litert": {"ai-edge-litert"},
     }
     assert set(manifest["artifacts"]) == {
-        "decoder_savedmodel", "decoder.onnx", "encoder_savedmodel", "encoder.onnx"
+        "decoder_savedmodel", "decoder.onnx", "encoder_savedmodel", "encoder.onnx",
+        "decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite", "encoder.tflite", "web",
     }
     for name, artifact in manifest["artifacts"].items():
+        if artifact["format"] == "web" or artifact.get("precision", "float32") != "float32":
+            assert "parity" not in artifact, name  # Measured instead: see the LiteRT tests.
+            continue
         parity = dict(artifact["parity"])
         assert parity.pop("tolerance") >= 1e-4, name
         assert set(parity) == expected_runtimes[artifact["format"]], name
@@ -163,7 +170,9 @@ def test_manifest_facts_and_hashes(bernoulli_run):
     assert facts["beta_schedule"] == "linear_warmup"
     assert facts["beta_config"]["warmup_steps"] == 100
     assert facts["likelihood"] == {"name": "Bernoulli"}
-    libraries = {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "keras_vae"}
+    libraries = {
+        "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy", "keras_vae"
+    }
     assert libraries | {"python"} <= set(manifest["versions"])
     assert leftovers(run_dir) == []
 
@@ -183,6 +192,65 @@ def test_gaussian_learned_sigma_without_config(gaussian_run):
         ["image"], {"z": z}
     )
     np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
+
+
+def litert_runner(path):
+    return litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+
+
+def test_litert_decoder_and_encoder_match_keras(bernoulli_run):
+    run_dir, model, _ = bernoulli_run
+    decoder = litert_runner(run_dir / "export" / "decoder.tflite")
+    for batch in (1, 6):
+        z = np.random.default_rng(batch).normal(scale=2.0, size=(batch, 3)).astype("float32")
+        image = decoder(z=z)["image"]
+        assert image.shape == (batch, 8, 8, 1)
+        np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
+    outputs = litert_runner(run_dir / "export" / "encoder.tflite")(image=image)
+    mean, log_var = outputs["posterior_mean"], outputs["posterior_log_variance"]
+    expected = model.encoder(image, training=False).numpy()
+    np.testing.assert_allclose(np.concatenate([mean, log_var], -1), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_litert_lossy_variants_are_smaller_and_measured(bernoulli_run):
+    run_dir, model, manifest = bernoulli_run
+    artifacts = manifest["artifacts"]
+    sizes = {}
+    for precision, name in [("float32", "decoder.tflite"), ("float16", "decoder_float16.tflite"),
+                            ("int8", "decoder_int8.tflite")]:
+        sizes[precision] = (run_dir / "export" / name).stat().st_size
+        assert artifacts[name]["precision"] == precision
+        assert artifacts[name]["size_bytes"] == sizes[precision]
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+    z = verify.prior_latents(manifest["model"]["prior"], 3)
+    reference = decode(model, z)
+    errors = {}
+    for precision in ("float16", "int8"):
+        quality = artifacts[f"decoder_{precision}.tflite"]["quality"]
+        image = litert_runner(run_dir / "export" / f"decoder_{precision}.tflite")(z=z)["image"]
+        diff = image.astype("float64") - reference
+        assert quality["max_abs_diff"] == pytest.approx(np.abs(diff).max(), rel=1e-6)
+        psnr = 10 * np.log10(1.0 / np.mean(diff**2))  # Images in [0, 1]: peak 1.
+        assert quality["psnr_db"] == pytest.approx(psnr, abs=0.01)
+        errors[precision] = quality["max_abs_diff"]
+    # Lossy, but far from useless: both well under one 8-bit grey level on average.
+    assert 0 < errors["float16"] < errors["int8"] < 0.05
+    assert artifacts["decoder_int8.tflite"]["quality"]["psnr_db"] > 40
+
+
+def test_litert_parity_failure_leaves_no_artifact(bernoulli_run, tmp_path):
+    """An int8 file where the float32 one should be runs fine but misses the 1e-4 bound."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(bernoulli_run[0] / "model.keras", run_dir)
+
+    def swap(folder):
+        (folder / "decoder.tflite").write_bytes((folder / "decoder_int8.tflite").read_bytes())
+
+    with pytest.raises(ExportError, match=r"^LiteRT \(ai-edge-litert\) parity failed: max \|Δ\| = "):
+        export_run(run_dir, formats=("litert",), verbose=False, _after_convert=swap)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
 
 
 def run_sampler(*args):
@@ -320,3 +388,14 @@ def test_cli_rejects_unknown_format(tmp_path):
     )
     assert result.returncode == 2
     assert "unknown export format(s) 'pdf'" in result.stderr.splitlines()[-1]
+
+
+def test_cli_format_spellings():
+    from export import cli
+
+    def formats(*argv):
+        return cli.build_parser().parse_args(["run", *argv]).formats
+
+    assert formats() == ("savedmodel", "onnx", "litert", "web")
+    assert formats("--format", "litert") == ("litert",)  # The issue's spelling: a prefix.
+    assert formats("--formats", "web,savedmodel") == ("onnx", "web", "savedmodel")

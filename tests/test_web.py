@@ -1,0 +1,141 @@
+"""The exported latent-explorer page, run in headless Chromium against Keras."""
+
+import json
+import re
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+import keras_vae
+from export import ExportError
+from export import browser
+from export import export_run
+from export import manifest as manifest_lib
+from export import verify
+from export import web_page
+from pipelines import cli
+
+from test_export import REPO, decode
+
+CONFIG = """\
+[data]
+source = "digits"
+image_size = 8
+channels = 1
+
+[model]
+latent_dim = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory, digits):
+    """(run_dir, model, manifest): a digits run exported as a web page (and ONNX)."""
+    run_dir = tmp_path_factory.mktemp("web") / "run"
+    run_dir.mkdir()
+    keras.utils.set_random_seed(0)  # Module fixtures run before conftest's per-test seeding.
+    model = keras_vae.build_conv_vae(
+        (8, 8, 1), latent_dim=3, likelihood="bernoulli", filters=(8, 16), beta=0.1, seed=0
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(digits, epochs=3, batch_size=64, verbose=0)  # β = 0.1: the latents carry KL.
+    model.save(run_dir / "model.keras")
+    (run_dir / "config.toml").write_text(CONFIG)
+    return run_dir, model, export_run(run_dir, formats=("web",), verbose=False)
+
+
+def test_web_export_holds_page_runtime_and_kl_order(digits_run):
+    run_dir, model, manifest = digits_run
+    web = run_dir / "export" / "web"
+    assert set(manifest["artifacts"]) == {"decoder.onnx", "web"}  # web brings onnx with it.
+    lock = json.loads((REPO / "export" / "web" / "package-lock.json").read_text())
+    version = lock["packages"]["node_modules/onnxruntime-web"]["version"]
+    assert manifest["artifacts"]["web"]["runtime"]["onnxruntime-web"] == version
+    for name in ("index.html", *web_page.RUNTIME_FILES, "THIRD_PARTY_NOTICES.txt"):
+        assert f"web/{name}" in manifest["files"]
+    assert (web / "ort-wasm-simd-threaded.wasm").read_bytes()[:4] == b"\0asm"
+    # No CDN: every URL the page names is relative, or the local server of its hint.
+    assert re.findall(r"\w+://(?!127\.0\.0\.1:)", (web / "index.html").read_text()) == []
+
+    kl = manifest["model"]["latent_kl"]
+    assert kl["data"] == "180 validation images of 'digits'" and kl["units"] == "nats"
+    values = np.array(kl["kl_per_dim"])
+    assert values.shape == (3,) and np.all(values >= 0) and values.max() > 0.1
+    assert kl["order"] == list(np.argsort(-values))
+
+
+def test_kl_order_without_config_is_index_order(tmp_path, digits_run):
+    model = digits_run[1]
+    kl = manifest_lib.latent_kl(model, tmp_path)
+    assert kl["kl_per_dim"] is None and kl["order"] == [0, 1, 2]
+    assert "the run has no config.toml" in kl["note"]
+
+
+def test_missing_runtime_is_one_line_error(digits_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.keras").write_bytes((digits_run[0] / "model.keras").read_bytes())
+    monkeypatch.setattr(web_page, "PACKAGE", tmp_path / "no-npm-install")
+    with pytest.raises(ExportError, match=r"needs onnxruntime-web.*run `make`") as caught:
+        export_run(run_dir, formats=("web",), verbose=False)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
+
+
+def test_serve_refuses_a_run_without_page(tmp_path, capsys):
+    assert cli.main(["serve", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("keras-vae serve: error: ") and "holds no web/index.html" in line
+
+
+needs_chromium = pytest.mark.skipif(
+    browser.find_chromium() is None,
+    reason="chromium and chromedriver are not installed (apt-get install chromium chromium-driver; "
+    ".ci/run does)",
+)
+
+
+CURRENT_PIXELS = "return document.getElementById('current').toDataURL()"
+
+
+@needs_chromium
+def test_page_decodes_like_keras_in_chromium(digits_run):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run_dir, model, manifest = digits_run
+    z = verify.probe_latents(3)[:16]  # The prior mean, ±3σ on each axis, N(0, I) draws.
+    with browser.open_page(run_dir / "export") as driver:
+        pixels = np.asarray(browser.decode(driver, z), "float32").reshape(16, 8, 8, 1)
+        latency = browser.latency(driver)
+        labels = [e.text for e in driver.find_elements("css selector", "#sliders label")]
+        tiles = driver.find_elements("css selector", "#grid canvas")
+        strip = driver.find_elements("css selector", "#strip canvas")
+        error = driver.execute_script("return window.vae.error")
+        # The controls are wired: a slider redraws the explored image, a click picks A and B.
+        before = driver.execute_script(CURRENT_PIXELS)
+        driver.execute_script(
+            "const s = document.querySelector('#sliders input'); s.value = s.max;"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(CURRENT_PIXELS) != before)
+        tiles[5].click()
+        roles = [t.get_attribute("class") for t in tiles]
+    np.testing.assert_allclose(pixels, decode(model, z), atol=1e-4, rtol=0)
+    assert error is None
+    assert roles[5] == "a" and roles[0] == "b" and roles.count("") == 14
+    assert len(tiles) == 16 and len(strip) == 10
+    kl = manifest["model"]["latent_kl"]
+    assert labels == [f"z[{d}] · KL {kl['kl_per_dim'][d]:.2f}" for d in kl["order"]]
+    assert 0 < latency["batch_1"] and 0 < latency["batch_16"] < 5000
+
+
+@needs_chromium
+def test_page_refuses_a_modified_decoder(digits_run, tmp_path):
+    export_dir = shutil.copytree(digits_run[0] / "export", tmp_path / "export")
+    with open(export_dir / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(RuntimeError, match="decoder.onnx does not match the sha256 in export.json"):
+        with browser.open_page(export_dir):
+            pass

@@ -65,8 +65,10 @@ OBJECTIVES = (
     Objective("mse_kl", "‖x − x̂‖² + KL", f"gaussian:{math.sqrt(0.5)!r}"),
     Objective("mse_0.1kl", "‖x − x̂‖² + 0.1·KL", f"gaussian:{math.sqrt(0.05)!r}"),
     Objective("calibrated", "calibrated σ-VAE, β = 1", "gaussian_optimal"),
-    Objective("autoencoder", "autoencoder (no KL, no sampling)", "gaussian_optimal", 0.0,
-              autoencoder=True),
+    # A plain autoencoder's loss is ‖x − x̂‖²: any fixed σ gives it (σ-optimal
+    # would train on log ‖x − x̂‖² instead).
+    Objective("autoencoder", "autoencoder ‖x − x̂‖² (no KL, no sampling)",
+              f"gaussian:{math.sqrt(0.5)!r}", 0.0, autoencoder=True),
     Objective("mse_kl_4z", "‖x − x̂‖² + KL, 4× latent", f"gaussian:{math.sqrt(0.5)!r}",
               latent_factor=4),
 )
@@ -143,8 +145,10 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
 
     keras.backend.clear_session()
     model = build_model(objective, config, sets["info"].image_shape)
+    # A new pipeline after the seed is set: every objective sees the same crops.
+    train_ds, _, _ = train_lib.make_datasets(config)
     started = time.perf_counter()
-    model.fit(sets["train"].repeat(), epochs=1, steps_per_epoch=steps, shuffle=False,
+    model.fit(train_ds.repeat(), epochs=1, steps_per_epoch=steps, shuffle=False,
               verbose=verbose)
     seconds = time.perf_counter() - started
     train_lib.save_model(model, _mkdir(run) / "model.keras")
@@ -170,17 +174,17 @@ def _mkdir(path):
 
 
 def datasets(config):
-    """{"train": random training crops, "train_views": fixed views of the training
-    pictures, "held_out": the same views of the held-out pictures, "info"}."""
+    """{"train_views": fixed views of the training pictures, "held_out": the same
+    views of the held-out pictures, "info"}."""
     d, t = config["data"], config["train"]
-    train_ds, val_ds, info = train_lib.make_datasets(config)
+    _, val_ds, info = train_lib.make_datasets(config)
     if val_ds is None:
         raise ValueError("compare needs held-out pictures: set --validation-split above 0")
     train_views = data_lib.training_views(
         d["source"], d["image_size"], d["channels"], t["batch_size"], d["validation_split"],
         d["seed"], d["random_crops"],
     )
-    return {"train": train_ds, "train_views": train_views, "held_out": val_ds, "info": info}
+    return {"train_views": train_views, "held_out": val_ds, "info": info}
 
 
 def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):

@@ -106,15 +106,14 @@ def check_writable(folder, what="output folder"):
         ) from None
 
 
-def check_space(folder, needed, what):
+def check_space(folder, needed, what, remedy="free some space or pass another --output-dir"):
     """Raises OSError(ENOSPC) with a one-line message unless `folder` has
     `needed` bytes free for `what`."""
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise OSError(
             errno.ENOSPC, f"not enough space in {str(folder)!r} for {what}: needs about "
-            f"{_megabytes(needed)}, {_megabytes(free)} free; free some space or pass "
-            "another --output-dir"
+            f"{_megabytes(needed)}, {_megabytes(free)} free; {remedy}"
         )
 
 

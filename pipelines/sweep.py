@@ -114,7 +114,7 @@ def run_name(beta, latent_dim=None):
 def sweep_configs(args):
     """The sweep folder and one resolved config per run, β fastest."""
     flags = {key: value for key, value in vars(args).items() if "." in key}
-    base = config_lib.load_config(args.config, flags)
+    base = config_lib.load_config(args.config, flags, train_lib.FLAG_NAMES)
     if not base["data"]["validation_split"] > 0:
         raise ValueError("The sweep compares runs on validation data: set --validation-split > 0")
     folder = pathlib.Path(base["train"]["output_dir"]) / args.sweep_name
@@ -128,7 +128,7 @@ def sweep_configs(args):
                 "model.latent_dim": latent_dim,
                 "train.output_dir": str(folder / "runs"),
                 "train.run_name": run_name(beta, latent_dim),
-            }))
+            }, train_lib.FLAG_NAMES))
     return folder, configs
 
 

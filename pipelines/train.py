@@ -582,6 +582,8 @@ FLAGS = (
     ("--image-every", "train.image_every", int, "epochs between TensorBoard images"),
     ("--update-freq", "train.update_freq", int, "steps between per-step summaries"),
 )
+#: {dotted config key: flag}, for the config's error messages.
+FLAG_NAMES = {key: flag for flag, key, _, _ in FLAGS}
 
 
 def _ints(text):
@@ -626,7 +628,7 @@ def parse_config(argv=None, prog="keras-vae train", config_default=None):
     """(config, verbose) from command-line arguments."""
     args = build_parser(prog, config_default).parse_args(argv)
     overrides = {key: getattr(args, key) for _, key, _, _ in FLAGS}
-    return config_lib.load_config(args.config, overrides), 0 if args.quiet else 1
+    return config_lib.load_config(args.config, overrides, FLAG_NAMES), 0 if args.quiet else 1
 
 
 def main(argv=None):

@@ -9,6 +9,7 @@ and its parent folder synced so the rename itself survives a power cut.
 import contextlib
 import errno
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -86,9 +87,24 @@ def write_text(path, text):
 
 
 def write_json(path, value, indent=2):
-    """Writes `value` as strict JSON (no NaN or Infinity, which most parsers
-    reject: write None instead) atomically; returns `path`."""
-    return write_text(path, json.dumps(value, indent=indent, allow_nan=False) + "\n")
+    """Writes `value` atomically as strict JSON, a non-finite float as null
+    (JSON has no NaN or Infinity; most parsers reject Python's); returns `path`."""
+    return write_text(path, to_json(value, indent))
+
+
+def to_json(value, indent=None):
+    """`value` as strict JSON text, non-finite floats as null."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False) + ("\n" if indent else "")
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def check_writable(folder, what="output folder"):
@@ -108,7 +124,10 @@ def check_writable(folder, what="output folder"):
 
 def check_space(folder, needed, what, remedy="free some space or pass another --output-dir"):
     """Raises OSError(ENOSPC) with a one-line message unless `folder` has
-    `needed` bytes free for `what`."""
+    `needed` bytes free for `what` (`folder` need not exist yet)."""
+    folder = pathlib.Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise OSError(
@@ -121,7 +140,7 @@ def describe(error):
     """One line for an OSError: its message, with the path where it has one."""
     message = error.strerror or str(error)
     if error.filename and str(error.filename) not in message:
-        message = f"cannot write {str(error.filename)!r}: {message}"
+        message = f"{str(error.filename)!r}: {message}"
     return message
 
 
@@ -151,8 +170,8 @@ def _raise_with_path(error, path, written):
     if code in (errno.ENOSPC, errno.EDQUOT):
         free = shutil.disk_usage(path.parent).free
         message += (
-            f" (the file needed more than {_megabytes(written)}, {_megabytes(free)} free); "
-            "free some space and rerun"
+            f" ({_megabytes(written)} written when the disk filled, {_megabytes(free)} "
+            "free); free some space and rerun"
         )
     raise OSError(code, message) from error
 

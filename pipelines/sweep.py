@@ -135,7 +135,7 @@ def sweep_configs(args):
 def _validation_metrics(folder):
     metrics = json.loads((folder / "metrics.json").read_text())["validation"]
     values = {k: metrics[k] for k in METRICS}
-    if not all(math.isfinite(v) for v in values.values()):
+    if not all(v is not None and math.isfinite(v) for v in values.values()):  # null: not finite
         raise train_lib.TrainingError(f"non-finite validation metrics in {folder}/metrics.json")
     return values
 
@@ -286,6 +286,7 @@ def write_reports(folder, data_name, images, results):
 def sweep(args):
     """Runs the sweep of parsed `args`; returns the folder and the results."""
     folder, configs = sweep_configs(args)
+    files.check_writable(folder, "sweep folder")  # Before hours of training.
     images = validation_images(configs[0])  # Also checks the data before any run starts.
     results = run_all(configs, verbose=0 if args.quiet else 1)
     write_reports(folder, configs[0]["data"]["source"], images, results)

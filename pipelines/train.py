@@ -283,7 +283,10 @@ def save_model(model, path):
 CHECKPOINTS = "checkpoints"
 #: A checkpoint is a folder `epoch-<N>` holding both files, renamed into
 #: place only once complete, so weights and state always belong together.
-CHECKPOINT_WEIGHTS = "weights.weights.h5"  # Model and optimizer variables.
+#: Model and optimizer variables. A .keras file, not .weights.h5: Keras builds
+#: its HDF5 part in memory and writes it with Python's zipfile, so a full disk
+#: raises an OSError; h5py writing to disk spews errors and can segfault.
+CHECKPOINT_WEIGHTS = "checkpoint.keras"
 CHECKPOINT_STATE = "state.json"  # The pipeline's state, JSON.
 KEEP_CHECKPOINTS = 2  # The newest, and the one before as a fallback.
 
@@ -291,15 +294,13 @@ KEEP_CHECKPOINTS = 2  # The newest, and the one before as a fallback.
 def save_checkpoint(model, folder, state):
     """Writes `folder/epoch-<N>/` (N = state["epochs_completed"]) atomically:
     the model's and the optimizer's variables (Adam's moments and step, which
-    β schedules read) and `state` (as strict JSON, so ±inf is written null);
+    β schedules read) and `state` (strict JSON: ±inf is written null);
     then deletes all but the newest `KEEP_CHECKPOINTS` checkpoints."""
-    state = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-             for k, v in state.items()}
-    state["random_state"] = [v.numpy().tolist() for v in _unsaved_variables(model)]
+    state = {**state, "random_state": [v.numpy().tolist() for v in _unsaved_variables(model)]}
 
     def write(temp):
-        model.save_weights(pathlib.Path(temp) / CHECKPOINT_WEIGHTS)
-        (pathlib.Path(temp) / CHECKPOINT_STATE).write_text(json.dumps(state, allow_nan=False))
+        model.save(pathlib.Path(temp) / CHECKPOINT_WEIGHTS)
+        (pathlib.Path(temp) / CHECKPOINT_STATE).write_text(files.to_json(state))
 
     files.write_folder(folder / f"epoch-{state['epochs_completed']:05d}", write)
     for old in _checkpoints(folder)[KEEP_CHECKPOINTS:]:
@@ -422,7 +423,7 @@ def _final_metrics(model, sets, saver):
         "units": "nats per image (active_units: a count of latent dimensions)",
         "epochs_completed": saver.epochs_completed,
         "train_seconds": round(saver.seconds, 2),
-        "best": {saver.monitor: saver.best if math.isfinite(saver.best) else None},
+        "best": {saver.monitor: saver.best},
     }
     for split, (ds, steps, one_pass) in sets.items():
         values = model.evaluate(ds, steps=steps, verbose=0, return_dict=True)
@@ -486,8 +487,8 @@ def train(config, verbose=1, callbacks=()):
         beta_cb, beta0 = beta_callback(config["beta"], state["controller"])
     # The config is good: only now does the run folder appear, once it is
     # known to be writable and to have room for the run's models.
-    files.check_writable(out, "run folder")
     files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
+    files.check_writable(out, "run folder")
     if chief:
         config_lib.dump_toml(config, folder / "config.toml")
 

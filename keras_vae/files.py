@@ -81,6 +81,18 @@ def write_folder(path, write):
     return path
 
 
+def remove_leftovers(folder):
+    """Deletes the temporary files and folders that a killed write left in
+    `folder` (hidden, named `.<name>.<random>.tmp...`); call it only while no
+    other process writes there."""
+    for item in pathlib.Path(folder).glob(".*.tmp*"):
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                item.unlink()
+
+
 def write_text(path, text):
     """Writes `text` (UTF-8) to `path` atomically; returns `path`."""
     return write_atomically(path, lambda temp: pathlib.Path(temp).write_text(text, encoding="utf-8"))
@@ -108,27 +120,33 @@ def _finite(value):
 
 
 def check_writable(folder, what="output folder"):
-    """Raises a one-line PermissionError/OSError unless a file can be created
-    in `folder` (created if missing): before hours of work, not after."""
+    """Raises a one-line OSError unless a file can be created in `folder`, or
+    in its nearest existing parent if it does not exist yet (nothing is left
+    behind): before hours of work, not after."""
     folder = pathlib.Path(folder)
+    existing = _existing(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise type(error)(
+        raise OSError(
             error.errno, f"cannot write in the {what} {str(folder)!r}: "
             f"{error.strerror or error}; pass a writable folder"
         ) from None
 
 
-def check_space(folder, needed, what, remedy="free some space or pass another --output-dir"):
-    """Raises OSError(ENOSPC) with a one-line message unless `folder` has
-    `needed` bytes free for `what` (`folder` need not exist yet)."""
+def _existing(folder):
+    """`folder`, or its nearest parent that exists."""
     folder = pathlib.Path(folder).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    free = shutil.disk_usage(folder).free
+    return folder
+
+
+def check_space(folder, needed, what, remedy="free some space or pass another --output-dir"):
+    """Raises OSError(ENOSPC) with a one-line message unless `folder` has
+    `needed` bytes free for `what` (`folder` need not exist yet)."""
+    free = shutil.disk_usage(_existing(folder)).free
     if free < needed:
         raise OSError(
             errno.ENOSPC, f"not enough space in {str(folder)!r} for {what}: needs about "

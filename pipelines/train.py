@@ -487,8 +487,10 @@ def train(config, verbose=1, callbacks=()):
         beta_cb, beta0 = beta_callback(config["beta"], state["controller"])
     # The config is good: only now does the run folder appear, once it is
     # known to be writable and to have room for the run's models.
-    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
     files.check_writable(out, "run folder")
+    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
+    for where in (out, out / CHECKPOINTS, out / "images"):  # What kill -9 left mid-write.
+        files.remove_leftovers(where)
     if chief:
         config_lib.dump_toml(config, folder / "config.toml")
 
@@ -507,7 +509,9 @@ def train(config, verbose=1, callbacks=()):
     )
     steps = sets["train"][1]
     try:
-        model.fit(
+        # Every epoch done (killed while writing the final metrics): no fit,
+        # whose callbacks would set β for one step more than was trained.
+        initial_epoch < t["epochs"] and model.fit(
             # The batches the finished epochs consumed are skipped, so a
             # resumed run sees the same batches as an uninterrupted one.
             sets["train"][0].skip(initial_epoch * steps), initial_epoch=initial_epoch,

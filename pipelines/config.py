@@ -62,8 +62,8 @@ DEFAULTS = {
         "run_name": None,  # None: derived from the config (see run_name).
         "output_dir": "saved_models",
         "strategy": "default",  # default | mirrored | multiworker
-        "image_every": 1,  # Epochs between TensorBoard images.
-        "update_freq": 50,  # Steps between per-step TensorBoard summaries.
+        "image_every": 1,  # Epochs between TensorBoard images; 0 for none.
+        "update_freq": 50,  # Steps between per-step TensorBoard summaries; 0: none.
     },
 }
 
@@ -111,8 +111,8 @@ RANGES = {
     "train.learning_rate": _above(0),
     "train.seed": _at_least(0),
     "train.steps_per_epoch": _at_least(1),
-    "train.image_every": _at_least(1),
-    "train.update_freq": _at_least(1),
+    "train.image_every": _at_least(0),  # 0: no pictures.
+    "train.update_freq": _at_least(0),  # 0: epoch ends only.
 }
 
 

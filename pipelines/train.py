@@ -584,8 +584,8 @@ FLAGS = (
     ("--run-name", "train.run_name", str, "default: derived from the config"),
     ("--output-dir", "train.output_dir", str, "folder of the run folders"),
     ("--strategy", "train.strategy", str, ", ".join(STRATEGIES)),
-    ("--image-every", "train.image_every", int, "epochs between TensorBoard images"),
-    ("--update-freq", "train.update_freq", int, "steps between per-step summaries"),
+    ("--image-every", "train.image_every", int, "epochs between TensorBoard images (0: none)"),
+    ("--update-freq", "train.update_freq", int, "steps between per-step summaries (0: none)"),
 )
 #: {dotted config key: flag}, for the config's error messages.
 FLAG_NAMES = {key: flag for flag, key, _, _ in FLAGS}

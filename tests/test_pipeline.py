@@ -97,7 +97,7 @@ def test_shipped_configs_load_and_default_run_names_are_stable(tmp_path):
 def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
     folder = train_lib.train(tiny_config(tmp_path, **{"train.epochs": 2}), verbose=0)
     for name in ("config.toml", "model.keras", "last.keras", "metrics.json",
-                 "checkpoints/epoch-00002/state.json", "checkpoints/epoch-00002/weights.weights.h5",
+                 "checkpoints/epoch-00002/state.json", "checkpoints/epoch-00002/checkpoint.keras",
                  "images/reconstructions.png", "images/samples.png", "images/traversals.png"):
         assert (folder / name).is_file(), name
     assert not list(folder.glob(".*tmp*"))  # No temporary file left behind.

@@ -308,7 +308,7 @@ def save_checkpoint(model, folder, state):
 
 
 def _unsaved_variables(model):
-    """Variables that `save_weights` leaves out: the seed generators' states,
+    """Variables that Keras's saving leaves out: the seed generators' states,
     which draw z's noise. Restored too, a resumed run draws the same noise."""
     saved = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in saved]
@@ -495,7 +495,9 @@ def train(config, verbose=1, callbacks=()):
         config_lib.dump_toml(config, folder / "config.toml")
 
     initial_epoch = state.get("epochs_completed", 0)
-    if initial_epoch:
+    if initial_epoch >= t["epochs"]:
+        say(f"Finishing {folder}: its {initial_epoch} epochs are trained")
+    elif initial_epoch:
         say(f"Resuming {folder} at epoch {initial_epoch + 1} of {t['epochs']} "
             f"(checkpoint of epoch {initial_epoch})")
     else:
@@ -509,21 +511,23 @@ def train(config, verbose=1, callbacks=()):
     )
     steps = sets["train"][1]
     try:
-        # Every epoch done (killed while writing the final metrics): no fit,
-        # whose callbacks would set β for one step more than was trained.
-        initial_epoch < t["epochs"] and model.fit(
-            # The batches the finished epochs consumed are skipped, so a
-            # resumed run sees the same batches as an uninterrupted one.
-            sets["train"][0].skip(initial_epoch * steps), initial_epoch=initial_epoch,
-            epochs=t["epochs"], steps_per_epoch=steps,
-            validation_data=validation and validation[0],
-            validation_steps=validation and validation[1],
-            shuffle=False,  # make_datasets shuffles.
-            verbose=verbose,
-            # The saver goes after the board, whose pictures draw from the
-            # model's seed generator: the checkpoint holds the state after them.
-            callbacks=[_StopOnNaN(out, t["learning_rate"]), beta_cb, board, saver, *callbacks],
-        )
+        # With every epoch done (killed while writing the final metrics) there
+        # is no fit, whose callbacks would set β one step past the last trained.
+        if initial_epoch < t["epochs"]:
+            model.fit(
+                # The batches the finished epochs consumed are skipped, so a
+                # resumed run sees the same batches as an uninterrupted one.
+                sets["train"][0].skip(initial_epoch * steps), initial_epoch=initial_epoch,
+                epochs=t["epochs"], steps_per_epoch=steps,
+                validation_data=validation and validation[0],
+                validation_steps=validation and validation[1],
+                shuffle=False,  # make_datasets shuffles.
+                verbose=verbose,
+                # The saver goes after the board, whose pictures draw from the
+                # model's seed generator: the checkpoint holds the state after them.
+                callbacks=[_StopOnNaN(out, t["learning_rate"]), beta_cb, board, saver,
+                           *callbacks],
+            )
     finally:
         board.close()
 

@@ -17,7 +17,12 @@ import tempfile
 
 
 def umask():
-    """The process's umask (reading it means setting it, so it is set back at once)."""
+    """The process's umask: from /proc on Linux, else by setting it and back
+    (which another thread creating a file at that instant could notice)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

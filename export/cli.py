@@ -1,7 +1,9 @@
 """`keras-vae export RUN_DIR` (also `python -m export RUN_DIR`).
 
 Exit codes: 0 exported and verified; 1 export failed (one-line `error:` on
-stderr, nothing left at RUN_DIR/export but the previous export); 2 usage.
+stderr, nothing left at RUN_DIR/export but the previous export: a converter
+or runtime failure, a full disk, no permission); 2 usage (a bad flag, a
+folder that is not a run), as for `keras-vae train`.
 """
 
 import argparse
@@ -57,7 +59,7 @@ def main(argv=None, prog="keras-vae export"):
         )
     except common.ExportError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, common.UsageError) else 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; RUN_DIR/export is unchanged", file=sys.stderr)
         return 130

@@ -19,17 +19,22 @@ class ExportError(Exception):
     """The export cannot be made; the one-line message says what to do."""
 
 
+class UsageError(ExportError):
+    """The command points at something that cannot be exported (exit code 2,
+    like a bad flag of `keras-vae train`)."""
+
+
 def model_path(run_dir):
     """The run's `model.keras`, or an `ExportError` saying what is wrong."""
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
-        raise ExportError(
+        raise UsageError(
             f"run folder {str(run_dir)!r} does not exist: point at a folder "
             "made by keras-vae train, e.g. saved_models/<run>"
         )
     path = run_dir / MODEL_FILE
     if not path.is_file():
-        raise ExportError(
+        raise UsageError(
             f"{str(run_dir)!r} holds no {MODEL_FILE}: train first with "
             "keras-vae train, or point at a run folder"
         )
@@ -46,7 +51,7 @@ def check_formats(formats):
         formats = formats[: formats.index("web")] + ("onnx",) + formats[formats.index("web") :]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ExportError(
+        raise UsageError(
             f"unknown export format(s) {', '.join(map(repr, unknown)) or '(none given)'}: "
             f"use one or more of {', '.join(FORMATS)}"
         )
@@ -62,7 +67,7 @@ def read_config(run_dir):
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as error:
-        raise ExportError(
+        raise UsageError(
             f"{str(path)!r} is not valid TOML ({error}): fix it or delete it "
             "(the export then takes its facts from the model alone)"
         ) from None

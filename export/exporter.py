@@ -18,6 +18,7 @@ import uuid
 import keras
 
 import keras_vae
+from keras_vae import files
 from export import common
 from export import endpoints
 from export import litert
@@ -96,8 +97,13 @@ def export_run(
     folder = run_dir / f".export-tmp-{uuid.uuid4().hex[:8]}"
     try:
         folder.mkdir()  # Unlike tempfile.mkdtemp's 0700, this honours the umask.
+        # Each artifact holds the weights once; the SavedModel's graph and
+        # variables file and ONNX's initializers add up to a few times that.
+        needed = (2 * len(parts) * len(formats) + 1) * model_path.stat().st_size + 2**20
+        files.check_space(run_dir, needed, "the export", remedy="free some space and rerun")
     except OSError as error:
-        raise ExportError(f"cannot write in {str(run_dir)!r}: {error.strerror or error}") from error
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ExportError(_cannot_write(error, run_dir)) from error
     try:
         artifacts = {}
         for endpoint in parts:
@@ -116,9 +122,7 @@ def export_run(
             manifest.write(result, folder / common.MANIFEST_FILE)
             _install(folder, final)
     except OSError as error:
-        raise ExportError(
-            f"cannot write the export in {str(run_dir)!r}: {error.strerror or error}"
-        ) from error
+        raise ExportError(_cannot_write(error, run_dir)) from error
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if verbose:
@@ -126,16 +130,24 @@ def export_run(
     return result
 
 
+def _cannot_write(error, run_dir):
+    """The one-line message of a failed write in the run folder."""
+    message = files.describe(error)
+    if not message.startswith(("cannot write", "not enough space")):
+        message = f"cannot write the export in {str(run_dir)!r}: {message}"
+    return f"{message}; the previous export, if any, is unchanged"
+
+
 def _load_model(path):
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file.
-        raise ExportError(
+        raise common.UsageError(
             f"cannot load {str(path)!r} ({type(error).__name__}: {one_line(error)}): "
             "is it a model saved by keras-vae train?"
         ) from error
     if not isinstance(model, keras_vae.VAE):
-        raise ExportError(
+        raise common.UsageError(
             f"{str(path)!r} holds a {type(model).__name__}, not a keras_vae.VAE: "
             "point at a run folder made by keras-vae train"
         )
@@ -172,6 +184,11 @@ def _convert(endpoint, fmt, path, opset, facts, precision):
     except OSError:
         raise
     except Exception as error:  # The converters raise whatever their internals do.
+        code = files.write_error(error)
+        if code is not None:  # TensorFlow's and ONNX's own types for a full disk.
+            raise OSError(code, f"cannot write {str(path)!r}: {os.strerror(code)} "
+                          f"({shutil.disk_usage(path.parent).free / 1e6:.1f} MB free); free some "
+                          "space and rerun") from error
         raise ExportError(
             f"converting the {endpoint.part} to {path.name} failed "
             f"({type(error).__name__}: {one_line(error)}) — {_hint(fmt, endpoint)}"

@@ -10,6 +10,7 @@ import onnxruntime
 import tf2onnx
 
 from export.common import ExportError
+from export.common import UsageError
 from export.common import one_line
 
 BATCH_DIM = "batch"
@@ -58,7 +59,7 @@ def default_opset():
 def check_opset(opset):
     """`opset` if tf2onnx writes it and ONNX Runtime runs it, else an `ExportError`."""
     if opset not in tf2onnx.constants.OPSET_TO_IR_VERSION or not runtime_accepts(opset):
-        raise ExportError(
+        raise UsageError(
             f"--opset {opset} is not supported here: tf2onnx {tf2onnx.__version__} "
             f"writes opsets up to {max(tf2onnx.constants.OPSET_TO_IR_VERSION)} and ONNX "
             f"Runtime {onnxruntime.__version__} must run it; leave --opset out for "
@@ -74,6 +75,17 @@ def convert(endpoint, path, opset, metadata):
     )
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    # tf2onnx orders a dict's outputs by name; consumers that unpack
+    # `session.run(None, ...)` rely on the documented order.
+    outputs = {value.name: value for value in model.graph.output}
+    if sorted(outputs) != sorted(endpoint.output_names):
+        raise ExportError(
+            f"the ONNX {endpoint.part} outputs {sorted(outputs)}, not "
+            f"{list(endpoint.output_names)}: report it"
+        )
+    ordered = [outputs[name] for name in endpoint.output_names]
+    del model.graph.output[:]
+    model.graph.output.extend(ordered)
     onnx.helper.set_model_props(model, metadata)
     onnx.save(model, str(path))
 

@@ -32,6 +32,7 @@ MAX_SIDE = 256  # px; least cap on the longer side of pictures kept whole.
 EPOCH_VIEWS = 1024  # Random crops per epoch when `crops_per_image` is None.
 CROP_SCALES = (0.25, 1.0)  # Random crop side / the picture's shorter side.
 PROGRESS_FILES = 200  # Show a progress bar when decoding more files.
+SHOW_SKIPPED = 5  # Unreadable files named in the warning; the rest are counted.
 
 _WHAT_TO_DO = (
     "point --data at a folder of images or use an embedded set: "
@@ -86,7 +87,9 @@ def read_idx(path):
 
 
 def image_files(path):
-    """Lists the image files under `path`, searched recursively, sorted."""
+    """Lists the image files under `path`, searched recursively, sorted;
+    hidden ones (a name or a folder under `path` starting with ".", such as
+    macOS's ._photo.jpg or .thumbnails/) are left out."""
     folder = pathlib.Path(path)
     if not folder.is_dir():
         what = "is neither a folder nor an embedded data set"
@@ -97,6 +100,7 @@ def image_files(path):
         p
         for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -105,7 +109,8 @@ def load_image(path, image_size=None, channels=3, max_side=None):
 
     Any mode or bit depth is accepted: 16-bit grayscale is scaled to 8 bits,
     transparency is composited on white and animations give their first
-    frame. With `image_size`, the shorter side is resized to `image_size` px
+    frame; EXIF orientation is applied, so phone photos stand as every
+    viewer shows them. With `image_size`, the shorter side is resized to `image_size` px
     and the center square is kept; else with `max_side`, the picture is
     shrunk (never enlarged) so that its longer side is at most `max_side` px.
     """
@@ -114,6 +119,7 @@ def load_image(path, image_size=None, channels=3, max_side=None):
         if target:
             image.draft(None, (target, target))  # JPEG: decode at 1/2..1/8.
         image.seek(0)
+        image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):  # "I;16*" or "I": 0..65535.
             pixels = np.asarray(image, np.float64) / 257
             image = Image.fromarray(np.round(pixels).astype(np.uint8))
@@ -167,11 +173,14 @@ def load_image_folder(path, image_size=None, channels=3, max_side=None):
             f"{', '.join(IMAGE_EXTENSIONS)}): {_WHAT_TO_DO}"
         )
     if skipped:
+        shown = ", ".join(str(f.relative_to(path)) for f in skipped[:SHOW_SKIPPED])
+        more = len(skipped) - SHOW_SKIPPED
         logger.warning(
-            "Skipped %d unreadable image file(s) in %r, e.g. %s",
+            "Skipped %d unreadable image file(s) in %r: %s%s",
             len(skipped),
             str(path),
-            ", ".join(str(f) for f in skipped[:3]),
+            shown,
+            f" and {more} more" if more > 0 else "",
         )
     sizes = np.array([p.shape[:2] for p in pictures], np.int32)
     images = np.zeros((len(pictures), *sizes.max(axis=0), channels), np.uint8)

@@ -33,10 +33,12 @@ COMMANDS = {
 def run_command(command):
     """Runs `command()`; a user's error becomes `keras-vae: error: <one line>`.
 
-    Returns the exit status: 0, 1 when training failed (TrainingError), 2 for
-    a bad config, flag or data set, 130 when interrupted. Other exceptions are
-    bugs and keep their traceback.
+    Returns the exit status: 0; 1 when the command could not finish
+    (TrainingError, or an OSError: a full disk, no permission to write); 2
+    for a bad config, flag, data set or run folder; 130 when interrupted.
+    Other exceptions are bugs and keep their traceback.
     """
+    from keras_vae import files
     from pipelines.train import TrainingError
 
     try:
@@ -45,6 +47,8 @@ def run_command(command):
         return _error(err, 1)
     except (ValueError, FileNotFoundError) as err:
         return _error(err, 2)
+    except OSError as err:
+        return _error(files.describe(err), 1)
     except KeyboardInterrupt:
         print("keras-vae: interrupted: rerun the same command to resume", file=sys.stderr)
         return 130

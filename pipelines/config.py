@@ -6,6 +6,7 @@ has no null, so such keys are simply left out of the files written here.
 """
 
 import copy
+import math
 import pathlib
 import tomllib
 
@@ -61,27 +62,137 @@ DEFAULTS = {
         "run_name": None,  # None: derived from the config (see run_name).
         "output_dir": "saved_models",
         "strategy": "default",  # default | mirrored | multiworker
-        "image_every": 1,  # Epochs between TensorBoard images.
-        "update_freq": 50,  # Steps between per-step TensorBoard summaries.
+        "image_every": 1,  # Epochs between TensorBoard images; 0 for none.
+        "update_freq": 50,  # Steps between per-step TensorBoard summaries; 0: none.
     },
 }
+
+def _at_least(low):
+    return (lambda v: v >= low), f">= {low:g}"
+
+
+def _above(low):
+    return (lambda v: v > low), f"> {low:g}"
+
+
+#: The allowed values of every numeric key: (test, what the message says).
+#: None (not set) always passes; floats must also be finite.
+RANGES = {
+    "data.image_size": _at_least(1),
+    "data.channels": ((lambda v: v in (1, 3)), "1 or 3"),
+    "data.validation_split": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    "data.seed": _at_least(0),
+    "data.crops_per_image": _at_least(1),
+    "model.latent_dim": _at_least(1),
+    "model.filters": ((lambda v: len(v) > 0 and all(isinstance(f, int) and f >= 1 for f in v)),
+                      "a non-empty list of widths >= 1, e.g. 32,64,128"),
+    "model.kernel_size": _at_least(1),
+    "model.free_bits": _at_least(0),
+    "beta.value": _at_least(0),
+    "beta.start": _at_least(0),
+    "beta.stop": _at_least(0),
+    "beta.warmup_steps": _at_least(1),
+    "beta.delay_steps": _at_least(0),
+    "beta.period": _at_least(1),
+    "beta.ratio": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+    "beta.midpoint_steps": _at_least(0),
+    "beta.width_steps": _above(0),
+    "beta.update": ((lambda v: v in ("batch", "epoch")), "batch or epoch"),
+    "beta.target_rate": _at_least(0),
+    "beta.kp": _at_least(0),
+    "beta.ki": _at_least(0),
+    "beta.tolerance": ((lambda v: True), "finite"),
+    "beta.alpha": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    "beta.step_size": _above(0),
+    "beta.beta_min": _at_least(0),
+    "beta.beta_max": _at_least(0),
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.learning_rate": _above(0),
+    "train.seed": _at_least(0),
+    "train.steps_per_epoch": _at_least(1),
+    "train.image_every": _at_least(0),  # 0: no pictures.
+    "train.update_freq": _at_least(0),  # 0: epoch ends only.
+}
+
+
+def validate(config, names=None):
+    """Raises ValueError, one line naming the key (and its flag, from
+    `names`: {dotted key: flag}) and the allowed range, unless every value
+    of `config` is in range; returns `config`.
+
+    Checked once on the resolved config, so values from a TOML file and from
+    flags get the same messages.
+    """
+    names = names or {}
+
+    def name(key):
+        return f"{names[key]} ({key})" if key in names else key
+
+    for key, value in flatten(config).items():
+        if value is None or key not in RANGES:
+            continue
+        test, allowed = RANGES[key]
+        try:  # Keys whose default is None take any type from a TOML file.
+            ok = not isinstance(value, bool) and test(value) and (
+                not isinstance(value, float) or math.isfinite(value))
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name(key)} must be {allowed}, got {_shown(value)}")
+    likelihood = config["model"]["likelihood"]
+    if likelihood.startswith("gaussian:"):
+        try:
+            sigma = float(likelihood.partition(":")[2])
+        except ValueError:
+            sigma = None
+        if sigma is None or not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(
+                f"{name('model.likelihood')} gaussian:SIGMA needs a pixel noise sigma > 0 "
+                f"(e.g. gaussian:0.1), got {likelihood!r}"
+            )
+    beta = config["beta"]
+    if None not in (beta["beta_min"], beta["beta_max"]) and beta["beta_min"] > beta["beta_max"]:
+        raise ValueError(
+            f"{name('beta.beta_min')} must be <= {name('beta.beta_max')}, got "
+            f"{beta['beta_min']:g} > {beta['beta_max']:g}"
+        )
+    side, depth = config["data"]["image_size"], len(config["model"]["filters"])
+    factor = 2**depth
+    if side % factor:
+        lower = max(factor, side // factor * factor)
+        raise ValueError(
+            f"{name('data.image_size')} must be divisible by 2^{depth} = {factor} (one "
+            f"halving per {name('model.filters')} entry), got {side}: use {lower} or "
+            f"{lower + factor}, or fewer filters"
+        )
+    return config
+
+
+def _shown(value):
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "an empty list"
+    return repr(value)
+
 
 #: Keys that may change without making a run a different run: where it is
 #: written, and how long it trains (raising epochs trains a run further).
 RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs")
 
 
-def load_config(path=None, overrides=None):
+def load_config(path=None, overrides=None, names=None):
     """The resolved config: `DEFAULTS` < the TOML file at `path` < `overrides`.
 
     Args:
         path: a TOML file with any of the tables and keys of `DEFAULTS`.
         overrides: a dict of dotted keys, e.g. `{"model.latent_dim": 8}`;
             `None` values are ignored (an unset command-line flag).
+        names: {dotted key: command-line flag}, for the messages.
 
     Raises:
-        FileNotFoundError, tomllib.TOMLDecodeError, or ValueError for an
-        unknown key or a value of the wrong type, with a one-line message.
+        FileNotFoundError, or ValueError for invalid TOML, an unknown key, a
+        value of the wrong type or out of range (see `validate`), with a
+        one-line message.
     """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
@@ -103,7 +214,7 @@ def load_config(path=None, overrides=None):
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set(config, dotted, value, where="overrides")
-    return config
+    return validate(config, names)
 
 
 def _set(config, dotted, value, where):

@@ -111,6 +111,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     """
     check_run_dir(run_dir)
     run_dir = pathlib.Path(run_dir)
+    files.check_writable(run_dir, "run folder")  # Before training the baseline.
     config = config_lib.load_config(run_dir / "config.toml")
     d, t = config["data"], config["train"]
     say = print if verbose else (lambda *a, **k: None)
@@ -149,7 +150,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
 
     x = next(iter(eval_ds))[:GRID_IMAGES]
     _save_grids(run_dir, x, vae, autoencoder, seed)
-    files.write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    files.write_json(run_dir / "eval.json", report)
     files.write_text(run_dir / "eval.md", markdown(report))
     say(f"Wrote {run_dir / 'eval.json'} and {run_dir / 'eval.md'}")
     return report

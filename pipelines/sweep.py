@@ -114,7 +114,7 @@ def run_name(beta, latent_dim=None):
 def sweep_configs(args):
     """The sweep folder and one resolved config per run, β fastest."""
     flags = {key: value for key, value in vars(args).items() if "." in key}
-    base = config_lib.load_config(args.config, flags)
+    base = config_lib.load_config(args.config, flags, train_lib.FLAG_NAMES)
     if not base["data"]["validation_split"] > 0:
         raise ValueError("The sweep compares runs on validation data: set --validation-split > 0")
     folder = pathlib.Path(base["train"]["output_dir"]) / args.sweep_name
@@ -128,14 +128,14 @@ def sweep_configs(args):
                 "model.latent_dim": latent_dim,
                 "train.output_dir": str(folder / "runs"),
                 "train.run_name": run_name(beta, latent_dim),
-            }))
+            }, train_lib.FLAG_NAMES))
     return folder, configs
 
 
 def _validation_metrics(folder):
     metrics = json.loads((folder / "metrics.json").read_text())["validation"]
     values = {k: metrics[k] for k in METRICS}
-    if not all(math.isfinite(v) for v in values.values()):
+    if not all(v is not None and math.isfinite(v) for v in values.values()):  # null: not finite
         raise train_lib.TrainingError(f"non-finite validation metrics in {folder}/metrics.json")
     return values
 
@@ -286,6 +286,7 @@ def write_reports(folder, data_name, images, results):
 def sweep(args):
     """Runs the sweep of parsed `args`; returns the folder and the results."""
     folder, configs = sweep_configs(args)
+    files.check_writable(folder, "sweep folder")  # Before hours of training.
     images = validation_images(configs[0])  # Also checks the data before any run starts.
     results = run_all(configs, verbose=0 if args.quiet else 1)
     write_reports(folder, configs[0]["data"]["source"], images, results)

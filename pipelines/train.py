@@ -8,10 +8,12 @@ model.keras (best validation ELBO), last.keras (last epoch), checkpoints/
 "finished" marker, metrics.json. Every file is written atomically.
 
 Rerunning the same command resumes: the default run name is a function of
-the config, `BackupAndRestore` restores the weights, the optimizer (hence
-the step that β schedules read) and the epoch, and the pipeline's own state
-(best ELBO, β controller, wall time) is in checkpoints/state.json. At most
-the interrupted epoch is lost; a finished run returns at once.
+the config, and each epoch ends with a checkpoint folder
+checkpoints/epoch-<N>/ (weights, the optimizer and hence the step that β
+schedules read, and the pipeline's own state: best ELBO, β controller, wall
+time), written whole and renamed into place, the previous one kept as a
+fallback. A run interrupted at any instant resumes exactly as if it had not
+been; at most the interrupted epoch is redone; a finished run returns at once.
 """
 
 import argparse
@@ -23,6 +25,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -215,14 +218,14 @@ class _StopOnNaN(callbacks_lib.TerminateOnNonFinite):
 
 class _SaveRun(keras.callbacks.Callback):
     """At each epoch end: last.keras, model.keras if the monitored ELBO is the
-    best so far, then checkpoints/state.json (best, β controller, wall time).
+    best so far, then the resume checkpoint (see `save_checkpoint`).
 
     The monitor is `val_elbo` (or `elbo` without validation): the bound at
     β = 1, comparable across epochs while a schedule moves β; `val_loss` =
     D + β·R would favour warm-up epochs by (1 − β)·R nats.
 
-    Models are written to a temporary name and renamed, so an interrupted save
-    never leaves a truncated model.keras.
+    Every file is written under a temporary name and renamed, so an
+    interrupted save never leaves a truncated model.keras.
     """
 
     def __init__(self, folder, monitor, state, controller=None):
@@ -251,7 +254,7 @@ class _SaveRun(keras.callbacks.Callback):
             "train_seconds": self.seconds,
             "controller": self.controller.get_config() if self.controller else None,
         }
-        files.write_text(self.folder / "checkpoints" / "state.json", json.dumps(state))
+        save_checkpoint(self.model, self.folder / CHECKPOINTS, state)
 
     def _save(self, name):
         save_model(self.model, self.folder / name)
@@ -260,10 +263,88 @@ class _SaveRun(keras.callbacks.Callback):
 def save_model(model, path):
     """`model.save(path)` through a temporary file and a rename, so an
     interrupted save never leaves a truncated .keras file."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras wants the suffix.
-    model.save(tmp)
-    tmp.replace(path)
+    files.write_atomically(path, model.save)
+
+
+# -- Resume checkpoints ----------------------------------------------------------
+
+CHECKPOINTS = "checkpoints"
+#: A checkpoint is a folder `epoch-<N>` holding both files, renamed into
+#: place only once complete, so weights and state always belong together.
+#: Model and optimizer variables. A .keras file, not .weights.h5: Keras builds
+#: its HDF5 part in memory and writes it with Python's zipfile, so a full disk
+#: raises an OSError; h5py writing to disk spews errors and can segfault.
+CHECKPOINT_WEIGHTS = "checkpoint.keras"
+CHECKPOINT_STATE = "state.json"  # The pipeline's state, JSON.
+KEEP_CHECKPOINTS = 2  # The newest, and the one before as a fallback.
+
+
+def save_checkpoint(model, folder, state):
+    """Writes `folder/epoch-<N>/` (N = state["epochs_completed"]) atomically:
+    the model's and the optimizer's variables (Adam's moments and step, which
+    β schedules read) and `state` (strict JSON: ±inf is written null);
+    then deletes all but the newest `KEEP_CHECKPOINTS` checkpoints."""
+    state = {**state, "random_state": [v.numpy().tolist() for v in _unsaved_variables(model)]}
+
+    def write(temp):
+        model.save(pathlib.Path(temp) / CHECKPOINT_WEIGHTS)
+        (pathlib.Path(temp) / CHECKPOINT_STATE).write_text(files.to_json(state))
+
+    files.write_folder(folder / f"epoch-{state['epochs_completed']:05d}", write)
+    for old in _checkpoints(folder)[KEEP_CHECKPOINTS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _unsaved_variables(model):
+    """Variables that Keras's saving leaves out: the seed generators' states,
+    which draw z's noise. Restored too, a resumed run draws the same noise."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
+
+
+def _checkpoints(folder):
+    """The checkpoint folders under `folder`, newest first."""
+    return sorted(folder.glob("epoch-[0-9]*"), reverse=True)
+
+
+def restore_checkpoint(model, folder, remedy):
+    """Loads the newest checkpoint under `folder` that loads completely into
+    the compiled `model` (weights and optimizer) and returns its state; {}
+    when there is none. Raises TrainingError when checkpoints exist but none
+    restores exactly: resuming from a partial state would train silently
+    with a reset optimizer or β step."""
+    found = _checkpoints(folder)
+    if not found:
+        if (folder / "backup").exists() or (folder / CHECKPOINT_STATE).exists():
+            raise TrainingError(
+                f"{folder} holds checkpoints of an older keras-vae that cannot resume "
+                f"exactly: {remedy}"
+            )
+        return {}
+    # The optimizer's variables must exist for load_weights to fill them;
+    # fit builds it lazily, too late.
+    model.optimizer.build(model.trainable_variables)
+    problems = []
+    for path in found:
+        try:
+            state = json.loads((path / CHECKPOINT_STATE).read_text())
+            with warnings.catch_warnings():
+                # Keras only warns when variables do not match; that is a failure here.
+                warnings.simplefilter("error")
+                model.load_weights(path / CHECKPOINT_WEIGHTS)
+            random_state, unsaved = state.pop("random_state"), _unsaved_variables(model)
+            if len(random_state) != len(unsaved):
+                raise ValueError(f"{len(random_state)} random states for {len(unsaved)} generators")
+            for variable, value in zip(unsaved, random_state):
+                variable.assign(np.asarray(value, variable.dtype))
+        except Exception as error:  # h5py, json and Keras raise their own types.
+            problems.append(f"{path.name}: {' '.join(str(error).split())[:200]}")
+            continue
+        state["best"] = -math.inf if state.get("best") is None else state["best"]
+        return state
+    raise TrainingError(
+        f"no checkpoint in {folder} can be restored ({'; '.join(problems)}): {remedy}"
+    )
 
 
 # -- Training ------------------------------------------------------------------
@@ -315,6 +396,13 @@ def _datasets(config, strategy):
         val_steps = math.ceil(info.val_samples / batch_size)
         sets["validation"] = (_distribute(val_ds, strategy), val_steps, val_ds)
     return sets, info
+
+
+def _bytes_needed(model):
+    """Disk space a run needs beyond its logs and images, bytes: model.keras,
+    last.keras and two checkpoints, each checkpoint with Adam's two moments."""
+    weights = 4 * sum(math.prod(v.shape) for v in model.weights)  # float32
+    return 2 * weights + 2 * 3 * weights + 2 * 2**20
 
 
 def _final_metrics(model, sets, saver):
@@ -370,11 +458,10 @@ def train(config, verbose=1, callbacks=()):
         return folder
     chief = _is_chief(strategy)
     out = folder if chief else _worker_dir(strategy, folder.name)
-    state = _read_json(out / "checkpoints" / "state.json") or {}
-    beta_cb, beta0 = beta_callback(config["beta"], state.get("controller"))
     # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
     keras.utils.set_random_seed(t["seed"])
     sets, info = _datasets(config, strategy)
+    beta_cb, beta0 = beta_callback(config["beta"])  # Also checks the [beta] table.
     with strategy.scope():
         model = keras_vae.build_conv_vae(
             info.image_shape, latent_dim=m["latent_dim"], likelihood=m["likelihood"],
@@ -382,13 +469,27 @@ def train(config, verbose=1, callbacks=()):
             free_bits=m["free_bits"], beta=beta0, seed=t["seed"],
         )
         model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
-    # The config is good: only now does the run folder appear.
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        state = restore_checkpoint(
+            model, out / CHECKPOINTS,
+            remedy=f"delete {folder} to start over, or pass another --run-name",
+        )
+    if state.get("controller"):
+        beta_cb, beta0 = beta_callback(config["beta"], state["controller"])
+    # The config is good: only now does the run folder appear, once it is
+    # known to be writable and to have room for the run's models.
+    files.check_writable(out, "run folder")
+    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
+    for where in (out, out / CHECKPOINTS, out / "images"):  # What kill -9 left mid-write.
+        files.remove_leftovers(where)
     if chief:
         config_lib.dump_toml(config, folder / "config.toml")
 
-    if state.get("epochs_completed"):
-        say(f"Resuming {folder} after epoch {state['epochs_completed']}")
+    initial_epoch = state.get("epochs_completed", 0)
+    if initial_epoch >= t["epochs"]:
+        say(f"Finishing {folder}: its {initial_epoch} epochs are trained")
+    elif initial_epoch:
+        say(f"Resuming {folder} at epoch {initial_epoch + 1} of {t['epochs']} "
+            f"(checkpoint of epoch {initial_epoch})")
     else:
         say(f"Training into {folder}")
     validation = sets.get("validation")
@@ -398,29 +499,32 @@ def train(config, verbose=1, callbacks=()):
         out / "logs", _images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
     )
+    steps = sets["train"][1]
     try:
-        model.fit(
-            sets["train"][0], epochs=t["epochs"], steps_per_epoch=sets["train"][1],
-            validation_data=validation and validation[0],
-            validation_steps=validation and validation[1],
-            shuffle=False,  # make_datasets shuffles.
-            verbose=verbose,
-            callbacks=[
-                _StopOnNaN(out, t["learning_rate"]),
-                keras.callbacks.BackupAndRestore(
-                    str(out / "checkpoints" / "backup"), double_checkpoint=True,
-                    delete_checkpoint=False,
-                ),
-                beta_cb, saver, board, *callbacks,
-            ],
-        )
+        # With every epoch done (killed while writing the final metrics) there
+        # is no fit, whose callbacks would set β one step past the last trained.
+        if initial_epoch < t["epochs"]:
+            model.fit(
+                # The batches the finished epochs consumed are skipped, so a
+                # resumed run sees the same batches as an uninterrupted one.
+                sets["train"][0].skip(initial_epoch * steps), initial_epoch=initial_epoch,
+                epochs=t["epochs"], steps_per_epoch=steps,
+                validation_data=validation and validation[0],
+                validation_steps=validation and validation[1],
+                shuffle=False,  # make_datasets shuffles.
+                verbose=verbose,
+                # The saver goes after the board, whose pictures draw from the
+                # model's seed generator: the checkpoint holds the state after them.
+                callbacks=[_StopOnNaN(out, t["learning_rate"]), beta_cb, board, saver,
+                           *callbacks],
+            )
     finally:
         board.close()
 
     metrics = _final_metrics(model, sets, saver)
     if chief:
         _save_images(model, board.images, folder, t["seed"])
-        files.write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
+        files.write_json(folder / "metrics.json", metrics)
     else:
         shutil.rmtree(out, ignore_errors=True)
     say(f"Finished: {folder}")
@@ -474,9 +578,11 @@ FLAGS = (
     ("--run-name", "train.run_name", str, "default: derived from the config"),
     ("--output-dir", "train.output_dir", str, "folder of the run folders"),
     ("--strategy", "train.strategy", str, ", ".join(STRATEGIES)),
-    ("--image-every", "train.image_every", int, "epochs between TensorBoard images"),
-    ("--update-freq", "train.update_freq", int, "steps between per-step summaries"),
+    ("--image-every", "train.image_every", int, "epochs between TensorBoard images (0: none)"),
+    ("--update-freq", "train.update_freq", int, "steps between per-step summaries (0: none)"),
 )
+#: {dotted config key: flag}, for the config's error messages.
+FLAG_NAMES = {key: flag for flag, key, _, _ in FLAGS}
 
 
 def _ints(text):
@@ -521,7 +627,7 @@ def parse_config(argv=None, prog="keras-vae train", config_default=None):
     """(config, verbose) from command-line arguments."""
     args = build_parser(prog, config_default).parse_args(argv)
     overrides = {key: getattr(args, key) for _, key, _, _ in FLAGS}
-    return config_lib.load_config(args.config, overrides), 0 if args.quiet else 1
+    return config_lib.load_config(args.config, overrides, FLAG_NAMES), 0 if args.quiet else 1
 
 
 def main(argv=None):

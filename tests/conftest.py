@@ -21,3 +21,45 @@ def digits():
 def _seeded():
     keras.utils.set_random_seed(0)
     np.random.seed(0)
+
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(megabytes, free=None)`: a fresh tmpfs of that size (a full
+    disk on demand: with `free`, a ballast file leaves only that many bytes
+    free), unmounted after the test. Needs root, as in CI; skips otherwise."""
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def mount(megabytes, free=None):
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+            capture_output=True, text=True,
+        )
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs to fill ({result.stderr.strip() or 'not root'})")
+        mounted.append(folder)
+        if free is not None:
+            with open(folder / "ballast", "wb") as f:
+                f.write(b"\0" * max(0, shutil.disk_usage(folder).free - free))
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(small_disk):
+    """An empty folder on a read-only file system (root ignores chmod)."""
+    import subprocess
+
+    folder = small_disk(1)
+    if subprocess.run(["mount", "-o", "remount,ro", str(folder)]).returncode:
+        pytest.skip("cannot remount a tmpfs read-only")
+    return folder

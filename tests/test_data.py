@@ -72,6 +72,36 @@ def test_load_image_folder_decodes_every_mode(image_tree, caplog):
     assert gray.shape == (8, 16, 16, 1)
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored 80 wide × 40 high with orientation 6 ("rotate 90°
+    clockwise to view") is 40 wide × 80 high in every viewer."""
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :40] = 255  # Left half white as stored: the top half once rotated.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation.
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    picture = data.load_image(tmp_path / "phone.jpg")
+    assert picture.shape == (80, 40, 3)
+    assert picture[:35].mean() > 240 and picture[45:].mean() < 15
+    [whole], sizes, _ = data.load_image_folder(tmp_path, max_side=100)
+    assert sizes.tolist() == [[80, 40]]
+
+
+def test_hidden_files_are_skipped_and_the_warning_counts_every_skip(tmp_path, caplog):
+    for name in ("a.png", ".hidden.png", "._a.png", ".thumbnails/b.png", "sub/c.png"):
+        _save(Image.new("RGB", (8, 8), (0, 0, 0)), tmp_path / name)
+    assert [p.relative_to(tmp_path).as_posix() for p in data.image_files(tmp_path)] == [
+        "a.png", "sub/c.png"]
+    for i in range(7):
+        (tmp_path / f"broken{i}.jpg").write_bytes(b"not a jpeg")
+    with caplog.at_level(logging.WARNING):
+        images, _, _ = data.load_image_folder(tmp_path, image_size=8)
+    assert len(images) == 2
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Skipped 7 unreadable" in warning
+    assert "broken0.jpg, broken1.jpg, broken2.jpg, broken3.jpg, broken4.jpg and 2 more" in warning
+
+
 def test_load_image_folder_keeps_whole_pictures_with_max_side(image_tree):
     images, sizes, files = data.load_image_folder(image_tree, max_side=15)
     size = {f.name: tuple(s) for f, s in zip(files, sizes)}

@@ -124,6 +124,51 @@ def test_onnx_decoder_and_encoder_match_keras(bernoulli_run):
     np.testing.assert_allclose(np.concatenate([mean, log_var], -1), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_onnx_encoder_outputs_in_documented_order(bernoulli_run):
+    """`mean, log_var = session.run(None, ...)` must not swap them (tf2onnx
+    sorts a dict's outputs by name: log-variance came first)."""
+    run_dir, model, manifest = bernoulli_run
+    session = onnxruntime.InferenceSession(str(run_dir / "export" / "encoder.onnx"))
+    names = ["posterior_mean", "posterior_log_variance"]
+    assert [o.name for o in session.get_outputs()] == names
+    assert list(manifest["artifacts"]["encoder.onnx"]["outputs"]) == names
+    image = np.random.default_rng(2).uniform(size=(5, 8, 8, 1)).astype("float32")
+    mean, log_var = session.run(None, {"image": image})
+    expected_mean, expected_log_var = np.split(model.encoder(image, training=False).numpy(), 2, -1)
+    np.testing.assert_allclose(mean, expected_mean, atol=1e-4)
+    np.testing.assert_allclose(log_var, expected_log_var, atol=1e-4)
+    by_name = dict(zip(names, session.run(names, {"image": image})))
+    np.testing.assert_array_equal(by_name["posterior_mean"], mean)
+
+
+def test_full_disk_fails_in_one_line_and_keeps_the_previous_export(
+        bernoulli_run, small_disk, monkeypatch):
+    source, _, _ = bernoulli_run
+    size = (source / "model.keras").stat().st_size
+    run_dir = small_disk(4, free=size + 2**20) / "run"  # Room for the model only.
+    run_dir.mkdir()
+    shutil.copy(source / "model.keras", run_dir)
+    with pytest.raises(ExportError) as caught:
+        export_run(run_dir, formats=("onnx", "savedmodel"), verbose=False)
+    message = str(caught.value)
+    assert "not enough space in" in message and "for the export: needs about" in message
+    assert "MB free" in message and "\n" not in message
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
+    # When the disk fills during the conversion (the space check passed), the
+    # message still says so, not "the SavedModel does not reproduce ...".
+    from keras_vae import files
+
+    monkeypatch.setattr(files, "check_space", lambda *args, **kwargs: None)
+    with open(run_dir.parent / "ballast", "ab") as f:  # Leave 16 kB.
+        f.write(b"\0" * (shutil.disk_usage(run_dir).free - 2**14))
+    with pytest.raises(ExportError) as caught:
+        export_run(run_dir, formats=("savedmodel", "onnx"), verbose=False)
+    message = str(caught.value)
+    assert "No space left on device" in message and "report it" not in message, message
+    assert "previous export" in message and "\n" not in message
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
+
+
 def test_savedmodel_signature_names_and_dynamic_batch(bernoulli_run):
     run_dir, model, _ = bernoulli_run
     signature = tf.saved_model.load(str(run_dir / "export" / "decoder_savedmodel")).signatures[
@@ -375,7 +420,7 @@ def test_cli_one_line_errors(tmp_path, command, prog, make, message):
     result = subprocess.run(
         [sys.executable, *command, str(make(tmp_path))], capture_output=True, text=True, cwd=REPO
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # A user's error, as for keras-vae train.
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith(f"{prog}: error: ") and message in line

@@ -97,7 +97,7 @@ def test_shipped_configs_load_and_default_run_names_are_stable(tmp_path):
 def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
     folder = train_lib.train(tiny_config(tmp_path, **{"train.epochs": 2}), verbose=0)
     for name in ("config.toml", "model.keras", "last.keras", "metrics.json",
-                 "checkpoints/state.json", "checkpoints/backup/latest.weights.h5",
+                 "checkpoints/epoch-00002/state.json", "checkpoints/epoch-00002/checkpoint.keras",
                  "images/reconstructions.png", "images/samples.png", "images/traversals.png"):
         assert (folder / name).is_file(), name
     assert not list(folder.glob(".*tmp*"))  # No temporary file left behind.
@@ -192,7 +192,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     assert not (folder / "metrics.json").exists()
     for name in ("model.keras", "last.keras"):
         assert all(np.isfinite(w).all() for w in final_weights(folder, name))
-    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    state = json.loads((folder / "checkpoints" / "epoch-00002" / "state.json").read_text())
     assert state["epochs_completed"] == 2
 
 

@@ -151,7 +151,7 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
     model.fit(train_ds.repeat(), epochs=1, steps_per_epoch=steps, shuffle=False,
               verbose=verbose)
     seconds = time.perf_counter() - started
-    train_lib.save_model(model, _mkdir(run) / "model.keras")
+    train_lib.save_model(model, run / "model.keras")
     result = {
         "key": key,
         "label": objective.label,
@@ -164,13 +164,8 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
         "train": measure(model, sets["train_views"]),
         "held_out": measure(model, sets["held_out"]),
     }
-    files.write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
+    files.write_json(result_path, result)
     return result, model
-
-
-def _mkdir(path):
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def datasets(config):

@@ -12,7 +12,6 @@ import base64
 import csv
 import html
 import io
-import json
 import math
 import re
 
@@ -290,12 +289,12 @@ def _html(markdown_text, folder):
 def write(folder, config, steps, objectives, results, models, images):
     """Writes every file of the report into `folder` (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files.write_text(folder / "results.json", json.dumps(
-        {"units": "rate, distortion, elbo: nats per image; mse: pixel units²; psnr: dB; "
-         "sigma: pixel units; train_seconds: s",
-         "steps": steps, "results": {k: {n: v for n, v in r.items() if n != "key"}
-                                     for k, r in results.items()}},
-        indent=2, allow_nan=False))
+    files.write_json(folder / "results.json", {
+        "units": "rate, distortion, elbo: nats per image; mse: pixel units²; psnr: dB; "
+        "sigma: pixel units; train_seconds: s",
+        "steps": steps,
+        "results": {k: {n: v for n, v in r.items() if n != "key"} for k, r in results.items()},
+    })
     write_csv(folder / "results.csv", objectives, results)
     files.write_text(folder / "results.md", "\n".join(tables(objectives, results)) + "\n")
     written = figures(folder, objectives, results, models, images)

@@ -214,7 +214,7 @@ def test_model_keras_is_the_epoch_of_best_validation_elbo(tmp_path):
     history = _History()
     folder = train_lib.train(config, verbose=0, callbacks=[history])
     elbos = [logs["val_elbo"] for logs in history.epochs]
-    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    state = json.loads((folder / "checkpoints" / "epoch-00004" / "state.json").read_text())
     assert state["monitor"] == "val_elbo" and state["best"] == pytest.approx(max(elbos))
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["best"] == {"val_elbo": pytest.approx(max(elbos))}

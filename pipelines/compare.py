@@ -34,10 +34,14 @@ from keras_vae import evaluation
 from keras_vae import files
 from pipelines import cli
 from pipelines import config as config_lib
+from pipelines import report
 from pipelines import train as train_lib
 from pipelines.evaluate import positive_int
 
 DEFAULT_NAME = "paintings"
+#: Config keys (prefixes) that compare has no flag for: each objective sets its own.
+IGNORED_KEYS = ("beta.", "model.likelihood", "model.free_bits", "train.run_name",
+                "train.strategy", "train.image_every", "train.update_freq")
 #: Images of each split shown in the report's grids.
 GRID_IMAGES = 8
 
@@ -184,15 +188,14 @@ def datasets(config):
 
 def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):
     """Trains and measures every objective; writes the report; returns its folder."""
-    from pipelines import report
-
     say = print if verbose else (lambda *a, **k: None)
-    sets = datasets(config)
     t = config["train"]
+    folder = pathlib.Path(t["output_dir"]) / "compare" / name
+    files.check_writable(folder, "report folder")  # Before training, not after.
+    sets = datasets(config)
     steps = steps or t["epochs"] * (
         t["steps_per_epoch"] or math.ceil(sets["info"].train_samples / t["batch_size"])
     )
-    folder = pathlib.Path(t["output_dir"]) / "compare" / name
     results, models = {}, {}
     for i, objective in enumerate(objectives, 1):
         say(f"objective {i}/{len(objectives)}: {objective.label} ({steps} steps)", flush=True)
@@ -220,13 +223,14 @@ def build_parser():
     parser.add_argument("--name", default=DEFAULT_NAME,
                         help=f"report folder under <output_dir>/compare/ [{DEFAULT_NAME}]")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    train_lib.add_config_flags(parser)
+    # The objectives set the likelihood and β; a comparison is no resumable run.
+    train_lib.add_config_flags(parser, skip=IGNORED_KEYS)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    overrides = {key: getattr(args, key) for _, key, _, _ in train_lib.FLAGS}
+    overrides = {key: getattr(args, key, None) for _, key, _, _ in train_lib.FLAGS}
     return cli.run_command(lambda: compare(
         config_lib.load_config(args.config, overrides), args.steps, args.name,
         verbose=0 if args.quiet else 1,

@@ -114,3 +114,18 @@ def test_rerun_reuses_finished_objectives(compared):
     stamps = [m.stat().st_mtime_ns for m in models]
     compare.compare(config, steps=6, name="tiny", verbose=0)
     assert [m.stat().st_mtime_ns for m in models] == stamps
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "compare", "--data", str(tmp_path / "missing"),
+         "--output-dir", str(tmp_path), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("keras-vae: error:") and "missing" in lines[0]
+    assert not (tmp_path / "compare").exists()

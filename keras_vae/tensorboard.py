@@ -23,7 +23,11 @@ log_dir/validation      (x axis: epoch)
                           (Burda et al. 2016).
     reconstructions, samples, traversals
                           images every `image_every` epochs (see
-                          `diagnostic_images`).
+                          `diagnostic_images`) of the held-out images.
+log_dir/train           (x axis: epoch)
+    reconstructions       the same grid for fixed *training* images, so a
+                          code that cannot describe an unseen picture is not
+                          mistaken for a model that cannot reconstruct.
 
 All diagnostics run between steps on a fixed set of images, never in the
 train step.
@@ -43,6 +47,21 @@ GRID_COLUMNS = 8
 TRAVERSAL_VALUES = np.linspace(-2.5, 2.5, GRID_COLUMNS)
 #: Images used for the gradient norms: one batch's worth.
 GRADIENT_BATCH = 64
+#: Pictures smaller than this (px) are enlarged, nearest-neighbour, to be seen.
+MIN_SIDE = 64
+
+
+def _visible(images):
+    """`images` [N, H, W, C] repeated nearest-neighbour to at least MIN_SIDE px."""
+    images = np.asarray(images, dtype="float32")
+    factor = max(1, -(-MIN_SIDE // images.shape[1]))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def reconstruction_grid(model, images):
+    """The first GRID_COLUMNS `images` above their reconstructions, uint8 RGB."""
+    x = np.asarray(images[:GRID_COLUMNS], dtype="float32")
+    return plotting.comparison_grid([_visible(x), _visible(model(x))])
 
 
 def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
@@ -60,12 +79,12 @@ def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
     dims = [int(d) for d in np.argsort(-np.asarray(kl_per_dim))[:num_dims]]
     z = model.posterior_factors(x[:1]).loc.numpy()[0]
     return {
-        "reconstructions": plotting.comparison_grid([x, np.asarray(model(x))]),
+        "reconstructions": reconstruction_grid(model, x),
         "samples": plotting.image_grid(
-            np.asarray(model.sample(2 * GRID_COLUMNS, seed=seed)), ncols=GRID_COLUMNS
+            _visible(model.sample(2 * GRID_COLUMNS, seed=seed)), ncols=GRID_COLUMNS
         ),
         "traversals": plotting.image_grid(
-            plotting.latent_traversals(model, z, dims, TRAVERSAL_VALUES),
+            _visible(plotting.latent_traversals(model, z, dims, TRAVERSAL_VALUES)),
             ncols=len(TRAVERSAL_VALUES),
         ),
     }
@@ -79,15 +98,19 @@ class VAETensorBoard(keras.callbacks.Callback):
         images: fixed images [N, H, W, C] in [0, 1], preferably validation
             images, for the latent statistics (all N), the gradient norms (the
             first GRADIENT_BATCH) and the pictures (the first GRID_COLUMNS).
+        train_images: optional fixed training images, whose reconstructions
+            go to log_dir/train beside the held-out ones.
         update_freq: steps between per-step summaries; 0 for epoch ends only.
         image_every: epochs between pictures; 0 for none.
         seed: fixes the prior samples shown, so epochs compare.
     """
 
-    def __init__(self, log_dir, images, update_freq=50, image_every=1, seed=0):
+    def __init__(self, log_dir, images, update_freq=50, image_every=1, seed=0,
+                 train_images=None):
         super().__init__()
         self.log_dir = str(log_dir)
         self.images = np.asarray(images, dtype="float32")
+        self.train_images = None if train_images is None else np.asarray(train_images, "float32")
         if not len(self.images):
             raise ValueError("VAETensorBoard needs at least one image to summarise.")
         self.update_freq = int(update_freq)
@@ -108,6 +131,9 @@ class VAETensorBoard(keras.callbacks.Callback):
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
+
+    def _image_epoch(self, epoch):
+        return bool(self.image_every) and (epoch + 1) % self.image_every == 0
 
     def _learning_rate(self):
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -147,12 +173,16 @@ class VAETensorBoard(keras.callbacks.Callback):
         with self._writer("validation").as_default(step=epoch):
             tf.summary.histogram("kl_per_dim", stats["kl_per_dim"])
             tf.summary.scalar("active_units", stats["active_units"])
-            if self.image_every and (epoch + 1) % self.image_every == 0:
+            if self._image_epoch(epoch):
                 pictures = diagnostic_images(
                     self.model, self.images, stats["kl_per_dim"], seed=self.seed
                 )
                 for name, grid in pictures.items():
                     tf.summary.image(name, grid[None])
+        if self._image_epoch(epoch) and self.train_images is not None:
+            with self._writer("train").as_default(step=epoch):
+                grid = reconstruction_grid(self.model, self.train_images)
+                tf.summary.image("reconstructions", grid[None])
         for writer in self._writers.values():
             writer.flush()
 

@@ -28,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 
 import keras_vae
-from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
@@ -175,15 +174,10 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
 def datasets(config):
     """{"train_views": fixed views of the training pictures, "held_out": the same
     views of the held-out pictures, "info"}."""
-    d, t = config["data"], config["train"]
     _, val_ds, info = train_lib.make_datasets(config)
     if val_ds is None:
         raise ValueError("compare needs held-out pictures: set --validation-split above 0")
-    train_views = data_lib.training_views(
-        d["source"], d["image_size"], d["channels"], t["batch_size"], d["validation_split"],
-        d["seed"], d["random_crops"],
-    )
-    return {"train_views": train_views, "held_out": val_ds, "info": info}
+    return {"train_views": train_lib.training_views(config), "held_out": val_ds, "info": info}
 
 
 def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):

@@ -50,6 +50,9 @@ CONTROLLERS = {
 STRATEGIES = ("default", "mirrored", "multiworker")
 #: Validation images kept for TensorBoard's latent statistics and pictures.
 SUMMARY_IMAGES = 256
+#: Views per training picture in `training_views` with random crops: the
+#: pictures of the run show one view each of several pictures.
+VIEWS_PER_PICTURE = 5
 #: Batches over which the final metrics count active units.
 ACTIVE_UNIT_BATCHES = 32
 
@@ -423,11 +426,37 @@ def _final_metrics(model, sets, saver):
     return metrics
 
 
-def _save_images(model, images, folder, seed):
+def training_views(config):
+    """`keras_vae.data.training_views` for the [data] table of `config`: the
+    training pictures seen as validation sees the held-out ones."""
+    d = config["data"]
+    return data_lib.training_views(
+        d["source"], d["image_size"], d["channels"], config["train"]["batch_size"],
+        d["validation_split"], d["seed"], d["random_crops"],
+    )
+
+
+def _grid_images(config):
+    """Training images for the pictures: one view each of several pictures."""
+    views = _images(training_views(config), VIEWS_PER_PICTURE * tensorboard.GRID_COLUMNS)
+    return views[::VIEWS_PER_PICTURE]
+
+
+def _save_images(model, images, train_images, folder, seed):
+    """images/: reconstructions of held-out and of training images, labelled,
+    then the prior samples and traversals."""
     stats = diagnostics.latent_statistics(model, images)
     grids = tensorboard.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
-    for name, grid in grids.items():
-        plotting.save_png(grid, folder / "images" / f"{name}.png")
+    for split, x in (("held_out", images), ("train", train_images)):
+        x = x[:tensorboard.GRID_COLUMNS]
+        plotting.labelled_comparison(
+            [x, np.asarray(model(x))], ["data", "reconstruction"],
+            folder / "images" / f"reconstructions_{split}.png",
+            title=f"{'Held-out' if split == 'held_out' else 'Training'} images "
+            "(posterior mean)",
+        )
+    for name in ("samples", "traversals"):
+        plotting.save_png(grids[name], folder / "images" / f"{name}.png")
 
 
 def train(config, verbose=1, callbacks=()):
@@ -498,6 +527,7 @@ def train(config, verbose=1, callbacks=()):
     board = tensorboard.VAETensorBoard(
         out / "logs", _images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
+        train_images=_grid_images(config),
     )
     steps = sets["train"][1]
     try:
@@ -523,7 +553,7 @@ def train(config, verbose=1, callbacks=()):
 
     metrics = _final_metrics(model, sets, saver)
     if chief:
-        _save_images(model, board.images, folder, t["seed"])
+        _save_images(model, board.images, board.train_images, folder, t["seed"])
         files.write_json(folder / "metrics.json", metrics)
     else:
         shutil.rmtree(out, ignore_errors=True)

@@ -98,7 +98,8 @@ def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
     folder = train_lib.train(tiny_config(tmp_path, **{"train.epochs": 2}), verbose=0)
     for name in ("config.toml", "model.keras", "last.keras", "metrics.json",
                  "checkpoints/epoch-00002/state.json", "checkpoints/epoch-00002/checkpoint.keras",
-                 "images/reconstructions.png", "images/samples.png", "images/traversals.png"):
+                 "images/reconstructions_held_out.png", "images/reconstructions_train.png",
+                 "images/samples.png", "images/traversals.png"):
         assert (folder / name).is_file(), name
     assert not list(folder.glob(".*tmp*"))  # No temporary file left behind.
 
@@ -122,6 +123,12 @@ def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
     assert val_events["active_units"] == ("scalars", [0, 1])
     for name in ("reconstructions", "samples", "traversals"):
         assert val_events[name] == ("images", [0, 1])
+    # Training images are reconstructed beside the held-out ones, in the train run.
+    assert train_events["reconstructions"] == ("images", [0, 1])
+    acc = event_accumulator.EventAccumulator(
+        str(folder / "logs" / "train"), size_guidance={event_accumulator.TENSORS: 0}).Reload()
+    width, height = acc.Tensors("reconstructions")[-1].tensor_proto.string_val[:2]
+    assert int(height) >= 2 * 64  # 8×8 digits enlarged to be seen: two rows of >= 64 px.
 
 
 KILL_AFTER_EPOCH_2 = """

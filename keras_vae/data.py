@@ -32,6 +32,7 @@ MAX_SIDE = 256  # px; least cap on the longer side of pictures kept whole.
 EPOCH_VIEWS = 1024  # Random crops per epoch when `crops_per_image` is None.
 CROP_SCALES = (0.25, 1.0)  # Random crop side / the picture's shorter side.
 PROGRESS_FILES = 200  # Show a progress bar when decoding more files.
+FIXED_VIEWS = 5  # Squares per picture in the fixed views (see `_fixed_boxes`).
 SHOW_SKIPPED = 5  # Unreadable files named in the warning; the rest are counted.
 
 _WHAT_TO_DO = (
@@ -464,7 +465,7 @@ def make_datasets(
         )
         val_ds = _fixed_views(images, sizes, val, *args)
         train_samples = len(train) * crops_per_image
-        val_samples = len(val) * len(_fixed_boxes([0], sizes))
+        val_samples = len(val) * FIXED_VIEWS
     else:
         squares = tf.constant(_center_squares(images))
         train_ds = _batches(squares, train, *args, seed=seed)

@@ -50,9 +50,6 @@ CONTROLLERS = {
 STRATEGIES = ("default", "mirrored", "multiworker")
 #: Validation images kept for TensorBoard's latent statistics and pictures.
 SUMMARY_IMAGES = 256
-#: Views per training picture in `training_views` with random crops: the
-#: pictures of the run show one view each of several pictures.
-VIEWS_PER_PICTURE = 5
 #: Batches over which the final metrics count active units.
 ACTIVE_UNIT_BATCHES = 32
 
@@ -437,9 +434,10 @@ def training_views(config):
 
 
 def _grid_images(config):
-    """Training images for the pictures: one view each of several pictures."""
-    views = _images(training_views(config), VIEWS_PER_PICTURE * tensorboard.GRID_COLUMNS)
-    return views[::VIEWS_PER_PICTURE]
+    """Training images for the pictures: one view each of several pictures
+    (with random crops `training_views` gives FIXED_VIEWS per picture)."""
+    step = data_lib.FIXED_VIEWS
+    return _images(training_views(config), step * tensorboard.GRID_COLUMNS)[::step]
 
 
 def _save_images(model, images, train_images, folder, seed):

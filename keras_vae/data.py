@@ -60,7 +60,8 @@ class DataInfo:
     """What `make_datasets` built.
 
     `num_train`/`num_val` count source pictures; `train_samples`/`val_samples`
-    count the images yielded per epoch (more with random crops).
+    count the images yielded per epoch (more with random crops, whose use
+    `random_crops` says).
     """
 
     name: str
@@ -70,6 +71,7 @@ class DataInfo:
     val_samples: int
     image_shape: tuple
     value_range: tuple = (0.0, 1.0)
+    random_crops: bool = False
 
 
 def read_idx(path):
@@ -479,6 +481,7 @@ def make_datasets(
         train_samples=train_samples,
         val_samples=val_samples,
         image_shape=(image_size, image_size, channels),
+        random_crops=random_crops,
     )
     val_ds = val_ds.prefetch(tf.data.AUTOTUNE) if len(val) else None
     return train_ds.prefetch(tf.data.AUTOTUNE), val_ds, info

@@ -433,9 +433,12 @@ def training_views(config):
     )
 
 
-def _grid_images(config):
-    """Training images for the pictures: one view each of several pictures
-    (with random crops `training_views` gives FIXED_VIEWS per picture)."""
+def _grid_images(config, sets, info):
+    """Fixed training images for the pictures: with random crops one view each
+    of several pictures (`training_views` gives FIXED_VIEWS per picture),
+    otherwise the first training images (no second decoding of the data)."""
+    if not info.random_crops:
+        return _images(sets["train"][2], tensorboard.GRID_COLUMNS)
     step = data_lib.FIXED_VIEWS
     return _images(training_views(config), step * tensorboard.GRID_COLUMNS)[::step]
 
@@ -525,7 +528,7 @@ def train(config, verbose=1, callbacks=()):
     board = tensorboard.VAETensorBoard(
         out / "logs", _images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
-        train_images=_grid_images(config),
+        train_images=_grid_images(config, sets, info),
     )
     steps = sets["train"][1]
     try:

@@ -313,3 +313,15 @@ def test_embedded_arrays(name, count, size):
     batch = next(iter(train_ds)).numpy()
     assert batch.shape[1:] == (size, size, 1)
     assert batch.min() == 0 and batch.max() == 1
+
+
+def test_training_views_match_validation_views_of_training_pictures():
+    _, val_ds, info = data.make_datasets("paintings", image_size=16, batch_size=64)
+    views = np.concatenate(list(data.training_views("paintings", image_size=16, batch_size=64)))
+    assert info.random_crops and len(views) == info.num_train * data.FIXED_VIEWS
+    assert info.val_samples == info.num_val * data.FIXED_VIEWS
+    assert views.shape[1:] == (16, 16, 3) and 0.0 <= views.min() <= views.max() <= 1.0
+    _, _, digits_info = data.make_datasets("digits", image_size=8, channels=1)
+    assert not digits_info.random_crops
+    digit_views = np.concatenate(list(data.training_views("digits", 8, 1, batch_size=256)))
+    assert len(digit_views) == digits_info.num_train

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from export import common
+from pipelines import cli
 
 
 def _formats(text):
@@ -50,7 +51,7 @@ def main(argv=None, prog="keras-vae export"):
     try:
         # Refuse a wrong folder before the seconds-long TensorFlow import.
         common.model_path(args.run_dir)
-        import pipelines  # noqa: F401  (imports TensorFlow without its start-up noise)
+        cli.import_tensorflow_quietly()
         from export.exporter import export_run
 
         export_run(

@@ -8,8 +8,10 @@ before paying the seconds that importing TensorFlow takes.
 import pathlib
 import tomllib
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.toml"
+from pipelines import runfolder
+
+MODEL_FILE = runfolder.MODEL
+CONFIG_FILE = runfolder.CONFIG
 EXPORT_DIR = "export"
 MANIFEST_FILE = "export.json"
 FORMATS = ("savedmodel", "onnx", "litert", "web")
@@ -26,19 +28,10 @@ class UsageError(ExportError):
 
 def model_path(run_dir):
     """The run's `model.keras`, or an `ExportError` saying what is wrong."""
-    run_dir = pathlib.Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(
-            f"run folder {str(run_dir)!r} does not exist: point at a folder "
-            "made by keras-vae train, e.g. saved_models/<run>"
-        )
-    path = run_dir / MODEL_FILE
-    if not path.is_file():
-        raise UsageError(
-            f"{str(run_dir)!r} holds no {MODEL_FILE}: train first with "
-            "keras-vae train, or point at a run folder"
-        )
-    return path
+    try:
+        return runfolder.check(run_dir, needs=(MODEL_FILE,)) / MODEL_FILE
+    except runfolder.RunFolderError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_formats(formats):
@@ -74,8 +67,11 @@ def read_config(run_dir):
 
 
 def beta_facts(config):
-    """The β schedule recorded in `config` ([beta] table), "unknown" without one."""
+    """The β schedule recorded in `config`, "unknown" without one: the tagged
+    [beta.<name>] table, or the flat [beta] of runs before it."""
     beta = dict(config.get("beta", {}))
+    if len(beta) == 1 and "schedule" not in beta and isinstance(tagged := next(iter(beta.values())), dict):
+        return {"schedule": next(iter(beta)), "config": tagged}
     schedule = beta.get("schedule", "unknown")
     if isinstance(schedule, dict):  # an inline table, e.g. a serialized schedule
         schedule = schedule.get("name") or schedule.get("class_name") or "unknown"

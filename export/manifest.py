@@ -83,6 +83,7 @@ def latent_kl(model, run_dir):
     """
     from keras_vae import diagnostics
     from pipelines import config as config_lib
+    from pipelines import datasets
     from pipelines import train
 
     path = pathlib.Path(run_dir) / common.CONFIG_FILE
@@ -90,8 +91,9 @@ def latent_kl(model, run_dir):
         if not path.is_file():
             raise FileNotFoundError(f"the run has no {common.CONFIG_FILE}")
         config = config_lib.load_config(path)
-        train_ds, val_ds, _ = train.make_datasets(config)
-        images = train._images(val_ds if val_ds is not None else train_ds, train.SUMMARY_IMAGES)
+        train_ds, val_ds, _ = datasets.from_config(config)
+        images = datasets.first_images(val_ds if val_ds is not None else train_ds,
+                                       train.SUMMARY_IMAGES)
     except (ValueError, OSError) as error:  # keras_vae.data.DataError is a ValueError.
         return {
             "kl_per_dim": None, "order": list(range(int(model.latent_dim))),

@@ -97,37 +97,43 @@ class BetaScheduler(_BetaWriter):
 
     Args:
         schedule: a `keras_vae.schedules.BetaSchedule`, a number, or a config.
-        update: "batch" (schedule of the optimizer step) or "epoch" (schedule
-            of the epoch index).
+        update_freq: "batch" (schedule of the optimizer step) or "epoch"
+            (schedule of the epoch index), as Keras's `TensorBoard` says it.
         target: "beta", or "capacity" to schedule C of the capacity objective.
 
     With `steps_per_execution = k > 1` Keras runs k steps per callback, so β
     is written at steps 0, k, 2k, ... and held for k steps; the step read
     from the optimizer never drifts.
+
+    Example:
+
+    >>> warmup = BetaScheduler(schedules_lib.LinearWarmup(warmup_steps=200))
+    >>> warmup.schedule(100), warmup.update_freq
+    (0.5, 'batch')
     """
 
-    def __init__(self, schedule, update="batch", target="beta"):
+    def __init__(self, schedule, update_freq="batch", target="beta"):
         super().__init__(target)
-        if update not in ("batch", "epoch"):
-            raise ValueError(f"update must be 'batch' or 'epoch', got {update!r}.")
+        if update_freq not in ("batch", "epoch"):
+            raise ValueError(f"update_freq must be 'batch' or 'epoch', got {update_freq!r}.")
         self.schedule = schedules_lib.get(schedule)
-        self.update = update
+        self.update_freq = update_freq
 
     def on_train_begin(self, logs=None):
-        self._write(self.schedule(self._step() if self.update == "batch" else 0))
+        self._write(self.schedule(self._step() if self.update_freq == "batch" else 0))
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.update == "batch":
+        if self.update_freq == "batch":
             self._write(self.schedule(self._step()))
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.update == "epoch":
+        if self.update_freq == "epoch":
             self._write(self.schedule(epoch))
 
     def get_config(self):
         return {
             "schedule": schedules_lib.serialize(self.schedule),
-            "update": self.update,
+            "update_freq": self.update_freq,
             "target": self.target,
         }
 

@@ -85,7 +85,8 @@ class VAE(keras.Model):
             loc=tf.zeros(self.latent_dim), scale=tf.ones(self.latent_dim)
         )
         self._prior_is_default = prior is None
-        self.kl, self.free_bits, self.objective = kl, float(free_bits), objective
+        # The estimator by name; `kl` stays the argument, as in saved configs.
+        self.kl_estimator, self.free_bits, self.objective = kl, float(free_bits), objective
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.beta = self.add_weight(
@@ -164,11 +165,11 @@ class VAE(keras.Model):
 
     def kl_per_dim(self, q, z):
         """KL(q ‖ p) per latent dimension, nats, shape [B, latent_dim]."""
-        if self.kl != "mc":
+        if self.kl_estimator != "mc":
             try:
                 return tfd.kl_divergence(q, self.prior)
             except NotImplementedError:
-                if self.kl == "analytic":
+                if self.kl_estimator == "analytic":
                     raise ValueError(
                         f"TFP has no analytic KL from Normal to {type(self.prior).__name__}: "
                         "use kl='mc' or kl='auto'."
@@ -316,7 +317,7 @@ class VAE(keras.Model):
             "likelihood": keras.saving.serialize_keras_object(self.likelihood),
             "prior": prior,
             "beta": float(self.beta.numpy()),
-            "kl": self.kl,
+            "kl": self.kl_estimator,
             "free_bits": self.free_bits,
             "objective": self.objective,
             "capacity": float(self.capacity.numpy()),

@@ -8,12 +8,17 @@
     keras-vae compare ...     five objectives, one report (pipelines.compare)
     keras-vae serve RUN       the exported web page on 127.0.0.1 (export.web_page)
 
-Subcommand modules are imported only when used: `--help` stays fast.
+Subcommand modules are imported only when used: `--help` stays fast. This
+module imports none of them and no TensorFlow: each subcommand imports it.
 """
 
 import importlib
+import os
 import pathlib
 import sys
+import tempfile
+
+from pipelines.runfolder import TrainingError
 
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
 
@@ -21,13 +26,46 @@ DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
 COMMANDS = {
     "train": ("pipelines.train", "train a VAE into a resumable run folder"),
     "sweep": ("pipelines.sweep", "train a grid of runs"),
-    "demo": ("pipelines.cli", "train the default config (a few minutes), then export it"),
+    "demo": ("pipelines.demo", "train the default config (a few minutes), then export it"),
     "export": ("export.cli", "export a run's decoder: SavedModel, ONNX, LiteRT, web page"),
     "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
     "compare": ("pipelines.compare", "train one set of networks under five objectives, "
                 "then report (the paintings question)"),
     "serve": ("export.web_page", "serve a run's latent-explorer web page on 127.0.0.1"),
 }
+
+#: Subcommands that check their arguments before importing TensorFlow (quietly) themselves.
+CHECK_BEFORE_TENSORFLOW = ("export", "serve")
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow and finds its devices with stderr muted.
+
+    TensorFlow 2.21 prints its start-up lines (oneDNN, CUDA probing) before
+    its logging is configured, whatever TF_CPP_MIN_LOG_LEVEL says, so every
+    one-line error of the CLI would sit under them. Set TF_CPP_MIN_LOG_LEVEL=0
+    to see them.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
 
 
 def run_command(command):
@@ -38,56 +76,26 @@ def run_command(command):
     for a bad config, flag, data set or run folder; 130 when interrupted.
     Other exceptions are bugs and keep their traceback.
     """
-    from keras_vae import files
-    from pipelines.train import TrainingError
+    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
 
     try:
         command()
     except TrainingError as err:
-        return _error(err, 1)
+        return error(err, 1)
     except (ValueError, FileNotFoundError) as err:
-        return _error(err, 2)
+        return error(err, 2)
     except OSError as err:
-        return _error(files.describe(err), 1)
+        return error(files.describe(err), 1)
     except KeyboardInterrupt:
         print("keras-vae: interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
 
 
-def _error(err, status):
+def error(err, status):
     message = getattr(err, "message", None) or str(err)
     print("keras-vae: error:", " ".join(message.split()), file=sys.stderr)
     return status
-
-
-def demo_main(argv=None):
-    """`keras-vae demo [train flags]`: the default config, then its export."""
-    from pipelines import train
-
-    folders = []
-    status = run_command(lambda: folders.append(
-        train.train(*train.parse_config(argv, "keras-vae demo", str(DEFAULT_CONFIG)))
-    ))
-    if status:
-        return status
-    folder = folders[0]
-    from export import ExportError, export_run
-
-    try:
-        export_run(folder)
-    except ExportError as err:
-        return _error(f"the run trained, but its export failed: {err}", 1)
-    tensorboard = _script("tensorboard")
-    print(f"Run: {folder}\nTensorBoard: {tensorboard} --logdir {folder / 'logs'}")
-    print(f"Web page: {_script('keras-vae')} serve {folder}, then open http://127.0.0.1:8000/web/")
-    return 0
-
-
-def _script(name):
-    """The console script `name` installed beside this Python (.venv/bin after `make`)."""
-    path = pathlib.Path(sys.executable).with_name(name)
-    return path if path.exists() else name
 
 
 def main(argv=None):
@@ -97,8 +105,8 @@ def main(argv=None):
         print("usage: keras-vae {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(lines),
               file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    if argv[0] == "demo":
-        return demo_main(argv[1:])
+    if argv[0] not in CHECK_BEFORE_TENSORFLOW:
+        import_tensorflow_quietly()
     return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 

@@ -31,11 +31,13 @@ import keras_vae
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
+from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
+from pipelines import datasets as datasets_lib
+from pipelines import flags
 from pipelines import report
-from pipelines import train as train_lib
-from pipelines.evaluate import positive_int
+from pipelines import runfolder
 
 DEFAULT_NAME = "paintings"
 #: Config keys (prefixes) that compare has no flag for: each objective sets its own.
@@ -117,14 +119,14 @@ def measure(model, dataset, seed=0):
                                   filter_size=min(11, *x.shape[1:3])).numpy(),
         }
         if "rate" in terms:
-            values.update({k: float(terms[k]) * n for k in ("rate", "distortion", "elbo")})
+            values.update({k: float(terms[k]) * n for k in runfolder.BOUND_TERMS})
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + float(np.sum(value))
         count += n
     if not count:
         raise ValueError("compare got no images to measure: check --data and --validation-split")
     means = {k: v / count for k, v in sums.items()}
-    for name in ("rate", "distortion", "elbo"):
+    for name in runfolder.BOUND_TERMS:
         means.setdefault(name, None)
     return means | {"images": count}
 
@@ -141,7 +143,7 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
     key = {"objective": dataclasses.asdict(objective), "steps": steps,
            "config": config_lib.flatten(config)}
     result_path = run / "result.json"
-    if result_path.is_file() and (model_path := run / "model.keras").is_file():
+    if result_path.is_file() and (model_path := run / runfolder.MODEL).is_file():
         result = json.loads(result_path.read_text())
         if result["key"] == json.loads(json.dumps(key)):
             return result, keras.saving.load_model(model_path)
@@ -149,12 +151,12 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
     keras.backend.clear_session()
     model = build_model(objective, config, sets["info"].image_shape)
     # A new pipeline after the seed is set: every objective sees the same crops.
-    train_ds, _, _ = train_lib.make_datasets(config)
+    train_ds, _, _ = datasets_lib.from_config(config)
     started = time.perf_counter()
     model.fit(train_ds.repeat(), epochs=1, steps_per_epoch=steps, shuffle=False,
               verbose=verbose)
     seconds = time.perf_counter() - started
-    train_lib.save_model(model, run / "model.keras")
+    checkpoints.save_model(model, run / runfolder.MODEL)
     result = {
         "key": key,
         "label": objective.label,
@@ -174,10 +176,10 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
 def datasets(config):
     """{"train_views": fixed views of the training pictures, "held_out": the same
     views of the held-out pictures, "info"}."""
-    _, val_ds, info = train_lib.make_datasets(config)
+    _, val_ds, info = datasets_lib.from_config(config)
     if val_ds is None:
         raise ValueError("compare needs held-out pictures: set --validation-split above 0")
-    return {"train_views": train_lib.training_views(config), "held_out": val_ds, "info": info}
+    return {"train_views": datasets_lib.training_views(config), "held_out": val_ds, "info": info}
 
 
 def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):
@@ -187,9 +189,7 @@ def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbos
     folder = pathlib.Path(t["output_dir"]) / "compare" / name
     files.check_writable(folder, "report folder")  # Before training, not after.
     sets = datasets(config)
-    steps = steps or t["epochs"] * (
-        t["steps_per_epoch"] or math.ceil(sets["info"].train_samples / t["batch_size"])
-    )
+    steps = steps or t["epochs"] * config_lib.steps_per_epoch(config, sets["info"].train_samples)
     results, models = {}, {}
     for i, objective in enumerate(objectives, 1):
         say(f"objective {i}/{len(objectives)}: {objective.label} ({steps} steps)", flush=True)
@@ -212,21 +212,20 @@ def build_parser():
     )
     parser.add_argument("--config", default=str(cli.DEFAULT_CONFIG),
                         help="a TOML config file [the demo's]")
-    parser.add_argument("--steps", type=positive_int, help="training steps per objective "
+    parser.add_argument("--steps", type=flags.positive_int, help="training steps per objective "
                         "[the config's epochs × steps per epoch]")
     parser.add_argument("--name", default=DEFAULT_NAME,
                         help=f"report folder under <output_dir>/compare/ [{DEFAULT_NAME}]")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     # The objectives set the likelihood and β; a comparison is no resumable run.
-    train_lib.add_config_flags(parser, skip=IGNORED_KEYS)
+    flags.add_config_flags(parser, skip=IGNORED_KEYS)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    overrides = {key: getattr(args, key, None) for _, key, _, _ in train_lib.FLAGS}
     return cli.run_command(lambda: compare(
-        config_lib.load_config(args.config, overrides), args.steps, args.name,
+        flags.load(args), args.steps, args.name,
         verbose=0 if args.quiet else 1,
     ))
 

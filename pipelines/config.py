@@ -1,119 +1,160 @@
-"""Run configuration: defaults < TOML file < overrides, and a small TOML writer.
+"""Run configuration, declared once: defaults < TOML file < overrides.
 
-A config is a dict of four tables, `data`, `model`, `beta` and `train`
-(see `DEFAULTS` for every key and its meaning). `None` means "not set": TOML
-has no null, so such keys are simply left out of the files written here.
+Each table is a dataclass below whose fields carry, in their metadata, the
+help text (with units), the command-line flag and the allowed range; the
+defaults (`DEFAULTS`), the flags (`pipelines.flags`), the checks
+(`validate`) and the written TOML (`to_toml`) all come from them. A config
+in memory is a dict of four tables, `data`, `model`, `beta` and `train`;
+`beta` is flat, `{"schedule": name, **its parameters}`, and is written as
+the tagged table `[beta.<name>]` (see `pipelines.beta`). `None` means "not
+set": TOML has no null, so such keys are left out of the files written.
+
+This module does not import TensorFlow.
 """
 
 import copy
+import dataclasses
 import math
 import pathlib
 import tomllib
+import types
 
-from keras_vae import files
+import tomli_w
 
-DEFAULTS = {
-    "data": {
-        "source": "paintings",  # A folder of images or an embedded set name.
-        "image_size": 64,  # Side of the square training images, px.
-        "channels": 3,  # 1 (grayscale) or 3 (RGB).
-        "validation_split": 0.1,  # Fraction of the pictures held out.
-        "seed": 0,  # Fixes the split, the shuffling and the random crops.
-        "random_crops": None,  # None: automatic (paintings, small folders).
-        "crops_per_image": None,  # Random crops per picture per epoch.
-    },
-    "model": {
-        "latent_dim": 16,
-        "filters": [32, 64, 128],  # One stride-2 convolution per entry.
-        "kernel_size": 4,
-        "likelihood": "gaussian_learned",  # See keras_vae.likelihoods.get.
-        "kl": "auto",  # "analytic", "mc" or "auto".
-        "free_bits": 0.0,  # KL floor per latent dimension, nats.
-    },
-    "beta": {
-        # constant | linear | cyclical | sigmoid (schedules of the step), or
-        # the feedback controllers kl_target (ControlVAE) | geco (GECO).
-        "schedule": "linear",
-        "value": 1.0,  # constant
-        "start": 0.0,  # linear, cyclical, sigmoid
-        "stop": 1.0,  # linear, cyclical, sigmoid
-        "warmup_steps": 1000,  # linear
-        "delay_steps": 0,  # linear
-        "period": 1000,  # cyclical
-        "ratio": 0.5,  # cyclical
-        "midpoint_steps": 1000,  # sigmoid
-        "width_steps": 100,  # sigmoid
-        "update": "batch",  # Schedules: per "batch" (step) or per "epoch".
-        "target_rate": None,  # kl_target: the rate set point, nats per image.
-        "kp": 0.01,  # kl_target
-        "ki": 0.0001,  # kl_target
-        "tolerance": None,  # geco: the distortion bound, nats per image.
-        "alpha": 0.99,  # geco
-        "step_size": 0.001,  # geco
-        "beta_min": None,  # kl_target, geco (None: the controller's default)
-        "beta_max": None,  # kl_target, geco
-    },
-    "train": {
-        "epochs": 10,
-        "batch_size": 32,  # Global: split across replicas and workers.
-        "learning_rate": 0.001,  # Adam.
-        "seed": 0,  # Weight initialisation and the sampling of z.
-        "steps_per_epoch": None,  # None: one pass over the training data.
-        "run_name": None,  # None: derived from the config (see run_name).
-        "output_dir": "saved_models",
-        "strategy": "default",  # default | mirrored | multiworker
-        "image_every": 1,  # Epochs between TensorBoard images; 0 for none.
-        "update_freq": 50,  # Steps between per-step TensorBoard summaries; 0: none.
-    },
-}
+from pipelines import beta as beta_lib
 
-def _at_least(low):
+
+def option(default, help, *, flag=None, check=None):
+    """A config field: `help` (with units), `flag` (default `--<key>`), and
+    `check`, a (test, "what the message says") pair for non-None values."""
+    metadata = {"help": help, "flag": flag, "check": check}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def at_least(low):
     return (lambda v: v >= low), f">= {low:g}"
 
 
-def _above(low):
+def above(low):
     return (lambda v: v > low), f"> {low:g}"
 
 
-#: The allowed values of every numeric key: (test, what the message says).
-#: None (not set) always passes; floats must also be finite.
-RANGES = {
-    "data.image_size": _at_least(1),
-    "data.channels": ((lambda v: v in (1, 3)), "1 or 3"),
-    "data.validation_split": ((lambda v: 0 <= v < 1), "in [0, 1)"),
-    "data.seed": _at_least(0),
-    "data.crops_per_image": _at_least(1),
-    "model.latent_dim": _at_least(1),
-    "model.filters": ((lambda v: len(v) > 0 and all(isinstance(f, int) and f >= 1 for f in v)),
-                      "a non-empty list of widths >= 1, e.g. 32,64,128"),
-    "model.kernel_size": _at_least(1),
-    "model.free_bits": _at_least(0),
-    "beta.value": _at_least(0),
-    "beta.start": _at_least(0),
-    "beta.stop": _at_least(0),
-    "beta.warmup_steps": _at_least(1),
-    "beta.delay_steps": _at_least(0),
-    "beta.period": _at_least(1),
-    "beta.ratio": ((lambda v: 0 < v <= 1), "in (0, 1]"),
-    "beta.midpoint_steps": _at_least(0),
-    "beta.width_steps": _above(0),
-    "beta.update": ((lambda v: v in ("batch", "epoch")), "batch or epoch"),
-    "beta.target_rate": _at_least(0),
-    "beta.kp": _at_least(0),
-    "beta.ki": _at_least(0),
-    "beta.tolerance": ((lambda v: True), "finite"),
-    "beta.alpha": ((lambda v: 0 <= v < 1), "in [0, 1)"),
-    "beta.step_size": _above(0),
-    "beta.beta_min": _at_least(0),
-    "beta.beta_max": _at_least(0),
-    "train.epochs": _at_least(1),
-    "train.batch_size": _at_least(1),
-    "train.learning_rate": _above(0),
-    "train.seed": _at_least(0),
-    "train.steps_per_epoch": _at_least(1),
-    "train.image_every": _at_least(0),  # 0: no pictures.
-    "train.update_freq": _at_least(0),  # 0: epoch ends only.
-}
+@dataclasses.dataclass
+class Data:
+    """[data]: what the model trains on."""
+
+    source: str = option("paintings", "a folder of images or an embedded set: paintings, "
+                         "fashion-mnist, mnist5k, digits", flag="--data")
+    image_size: int = option(64, "side of the square images, px", check=at_least(1))
+    channels: int = option(3, "1 (grayscale) or 3 (RGB)", check=((lambda v: v in (1, 3)), "1 or 3"))
+    validation_split: float = option(0.1, "fraction of the pictures held out",
+                                     check=((lambda v: 0 <= v < 1), "in [0, 1)"))
+    seed: int = option(0, "seed of the split, shuffling and crops", flag="--data-seed",
+                       check=at_least(0))
+    random_crops: bool | None = option(None, "train on random crops (true/false); "
+                                       "default: paintings and folders of < 100 images")
+    crops_per_image: int | None = option(None, "random crops per picture per epoch",
+                                         check=at_least(1))
+
+
+@dataclasses.dataclass
+class Model:
+    """[model]: the networks and the objective."""
+
+    latent_dim: int = option(16, "size of z", check=at_least(1))
+    filters: list[int] = option([32, 64, 128], "convolution widths, one stride-2 convolution "
+                                "each, e.g. 32,64,128", check=(
+                                    (lambda v: len(v) > 0 and all(
+                                        isinstance(f, int) and f >= 1 for f in v)),
+                                    "a non-empty list of widths >= 1, e.g. 32,64,128"))
+    kernel_size: int = option(4, "convolution kernel size", check=at_least(1))
+    likelihood: str = option("gaussian_learned", "bernoulli, gaussian, gaussian_learned, "
+                             "gaussian_optimal or gaussian:<sigma>")
+    kl: str = option("auto", "analytic, mc or auto")
+    free_bits: float = option(0.0, "KL floor per latent dimension, nats", check=at_least(0))
+
+
+@dataclasses.dataclass
+class Beta:
+    """The parameters of every β schedule and controller; each entry of
+    `pipelines.beta.REGISTRY` takes some of them."""
+
+    schedule: str = option("linear", "constant, linear, cyclical, sigmoid (schedules of the "
+                           "step), kl_target or geco (controllers)", flag="--beta-schedule")
+    value: float = option(1.0, "β of the constant schedule", flag="--beta", check=at_least(0))
+    start: float = option(0.0, "β at step 0 (linear, cyclical, sigmoid)", flag="--beta-start",
+                          check=at_least(0))
+    stop: float = option(1.0, "final β (linear, cyclical, sigmoid)", flag="--beta-stop",
+                         check=at_least(0))
+    warmup_steps: int = option(1000, "linear ramp length, steps", check=at_least(1))
+    delay_steps: int = option(0, "steps at the start value before the ramp", check=at_least(0))
+    period: int = option(1000, "cyclical period, steps", check=at_least(1))
+    ratio: float = option(0.5, "cyclical: fraction of the period spent rising",
+                          check=((lambda v: 0 < v <= 1), "in (0, 1]"))
+    midpoint_steps: int = option(1000, "sigmoid: step where β is half-way", check=at_least(0))
+    width_steps: int = option(100, "sigmoid: steepness, steps", check=above(0))
+    update_freq: str = option("batch", "schedules: set β per batch (step) or per epoch",
+                              flag="--beta-update",
+                              check=((lambda v: v in ("batch", "epoch")), "batch or epoch"))
+    target_rate: float | None = option(None, "kl_target: rate set point, nats per image",
+                                       check=at_least(0))
+    kp: float = option(0.01, "kl_target: proportional gain", check=at_least(0))
+    ki: float = option(0.0001, "kl_target: integral gain", check=at_least(0))
+    tolerance: float | None = option(None, "geco: distortion bound, nats per image",
+                                     check=((lambda v: True), "finite"))
+    alpha: float = option(0.99, "geco: moving-average factor",
+                          check=((lambda v: 0 <= v < 1), "in [0, 1)"))
+    step_size: float = option(0.001, "geco: multiplier step size", check=above(0))
+    beta_min: float | None = option(None, "controllers: lowest β (default: the controller's)",
+                                    check=at_least(0))
+    beta_max: float | None = option(None, "controllers: highest β", check=at_least(0))
+
+
+@dataclasses.dataclass
+class Train:
+    """[train]: the optimisation and where the run goes."""
+
+    epochs: int = option(10, "epochs to train (raise it to train a run further)",
+                         check=at_least(1))
+    batch_size: int = option(32, "global batch size, split across replicas and workers",
+                             check=at_least(1))
+    learning_rate: float = option(0.001, "Adam's learning rate", check=above(0))
+    seed: int = option(0, "seed of the weights and of z", check=at_least(0))
+    steps_per_epoch: int | None = option(None, "default: one pass over the training data",
+                                         check=at_least(1))
+    run_name: str | None = option(None, "default: derived from the config (see "
+                                  "pipelines.runfolder.run_name)")
+    output_dir: str = option("saved_models", "folder of the run folders")
+    strategy: str = option("default", "default, mirrored or multiworker (reads TF_CONFIG)")
+    image_every: int = option(1, "epochs between TensorBoard images (0: none)",
+                              check=at_least(0))
+    update_freq: int = option(50, "steps between per-step TensorBoard summaries (0: none)",
+                              check=at_least(0))
+
+
+#: Table name -> its dataclass.
+TABLES = {"data": Data, "model": Model, "beta": Beta, "train": Train}
+#: Every field: {"table.key": dataclasses.Field}.
+FIELDS = {f"{t}.{f.name}": f for t, cls in TABLES.items() for f in dataclasses.fields(cls)}
+#: The β parameters' defaults, for `pipelines.beta.resolve`.
+BETA_DEFAULTS = dataclasses.asdict(Beta())
+#: The default config (β: only the default schedule's parameters).
+DEFAULTS = {t: dataclasses.asdict(cls()) for t, cls in TABLES.items()}
+DEFAULTS["beta"] = beta_lib.resolve({"schedule": Beta.schedule}, BETA_DEFAULTS)
+
+#: Keys that may change without making a run a different run: where it is
+#: written, and how long it trains (raising epochs trains a run further).
+RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs")
+
+
+def value_type(field):
+    """The Python type a field holds: `int` for `int | None`, `list` for `list[int]`."""
+    kind = field.type
+    if isinstance(kind, types.UnionType):
+        kind = next(k for k in kind.__args__ if k is not type(None))
+    return getattr(kind, "__origin__", kind)
 
 
 def validate(config, names=None):
@@ -130,9 +171,10 @@ def validate(config, names=None):
         return f"{names[key]} ({key})" if key in names else key
 
     for key, value in flatten(config).items():
-        if value is None or key not in RANGES:
+        check = FIELDS[key].metadata["check"]
+        if value is None or check is None:
             continue
-        test, allowed = RANGES[key]
+        test, allowed = check
         try:  # Keys whose default is None take any type from a TOML file.
             ok = not isinstance(value, bool) and test(value) and (
                 not isinstance(value, float) or math.isfinite(value))
@@ -140,6 +182,7 @@ def validate(config, names=None):
             ok = False
         if not ok:
             raise ValueError(f"{name(key)} must be {allowed}, got {_shown(value)}")
+    config["beta"] = beta_lib.resolve(config["beta"], BETA_DEFAULTS, names)
     likelihood = config["model"]["likelihood"]
     if likelihood.startswith("gaussian:"):
         try:
@@ -151,11 +194,10 @@ def validate(config, names=None):
                 f"{name('model.likelihood')} gaussian:SIGMA needs a pixel noise sigma > 0 "
                 f"(e.g. gaussian:0.1), got {likelihood!r}"
             )
-    beta = config["beta"]
-    if None not in (beta["beta_min"], beta["beta_max"]) and beta["beta_min"] > beta["beta_max"]:
+    low, high = (config["beta"].get(k) for k in ("beta_min", "beta_max"))
+    if None not in (low, high) and low > high:
         raise ValueError(
-            f"{name('beta.beta_min')} must be <= {name('beta.beta_max')}, got "
-            f"{beta['beta_min']:g} > {beta['beta_max']:g}"
+            f"{name('beta.beta_min')} must be <= {name('beta.beta_max')}, got {low:g} > {high:g}"
         )
     side, depth = config["data"]["image_size"], len(config["model"]["filters"])
     factor = 2**depth
@@ -175,62 +217,87 @@ def _shown(value):
     return repr(value)
 
 
-#: Keys that may change without making a run a different run: where it is
-#: written, and how long it trains (raising epochs trains a run further).
-RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs")
-
-
 def load_config(path=None, overrides=None, names=None):
     """The resolved config: `DEFAULTS` < the TOML file at `path` < `overrides`.
 
     Args:
         path: a TOML file with any of the tables and keys of `DEFAULTS`.
         overrides: a dict of dotted keys, e.g. `{"model.latent_dim": 8}`;
-            `None` values are ignored (an unset command-line flag).
+            `None` values are ignored (an unset command-line flag). A
+            "beta.schedule" other than the file's drops the file's β keys.
         names: {dotted key: command-line flag}, for the messages.
 
     Raises:
         FileNotFoundError, or ValueError for invalid TOML, an unknown key, a
-        value of the wrong type or out of range (see `validate`), with a
-        one-line message.
+        value of the wrong type or out of range (see `validate`), a flat
+        [beta] table, with a one-line message.
+
+    Example:
+
+        >>> load_config(overrides={"beta.schedule": "constant", "beta.value": 0.5})["beta"]
+        {'schedule': 'constant', 'value': 0.5, 'update_freq': 'batch'}
     """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        if not pathlib.Path(path).is_file():
-            raise FileNotFoundError(f"Config file {str(path)!r} not found: check the --config path")
-        with open(path, "rb") as f:
-            try:
-                document = tomllib.load(f)
-            except tomllib.TOMLDecodeError as err:
-                raise ValueError(f"{path} is not valid TOML: {err}") from None
-        for section, table in document.items():
-            if not isinstance(table, dict):
-                raise ValueError(
-                    f"{path}: {section!r} must be a table such as [{section}]; "
-                    f"the tables are {', '.join(DEFAULTS)}"
-                )
-            for key, value in table.items():
-                _set(config, f"{section}.{key}", value, where=str(path))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set(config, dotted, value, where="overrides")
+        values = _read(path)
+        if "beta.schedule" in values:
+            config["beta"] = {}  # The file's β table replaces the default one.
+        for dotted, value in values.items():
+            _set(config, dotted, value, where=str(path))
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if overrides.get("beta.schedule", config["beta"]["schedule"]) != config["beta"]["schedule"]:
+        config["beta"] = {}  # The file's parameters belong to another schedule.
+    for dotted, value in sorted(overrides.items(), key=lambda kv: kv[0] != "beta.schedule"):
+        _set(config, dotted, value, where="overrides")
     return validate(config, names)
+
+
+def _read(path):
+    """{dotted key: value} of a TOML config file; [beta.<name>] gives beta.schedule."""
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"Config file {str(path)!r} not found: check the --config path")
+    with open(path, "rb") as f:
+        try:
+            document = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path} is not valid TOML: {err}") from None
+    values = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: {section!r} must be a table such as [{section}]; "
+                             f"the tables are {', '.join(TABLES)}")
+        if section == "beta":
+            table = _untag(table, path)
+        values.update({f"{section}.{key}": value for key, value in table.items()})
+    return values
+
+
+def _untag(table, path):
+    """{"schedule": name, **parameters} of a tagged [beta.<name>] table."""
+    tagged = [k for k, v in table.items() if isinstance(v, dict)]
+    if len(tagged) != 1 or len(table) != 1:
+        name = table.get("schedule", "linear")
+        raise ValueError(
+            f"{path}: [beta] must be one tagged table holding only that schedule's keys, "
+            f'e.g. [beta.{name}] (instead of [beta] with schedule = "{name}"); the names are '
+            f"{', '.join(beta_lib.REGISTRY)}"
+        )
+    beta_lib.entry(tagged[0])
+    return {"schedule": tagged[0], **table[tagged[0]]}
 
 
 def _set(config, dotted, value, where):
     section, _, key = dotted.partition(".")
-    if section not in DEFAULTS or key not in DEFAULTS[section]:
-        known = ", ".join(f"{section}.{k}" for k in DEFAULTS.get(section, {})) or (
-            "tables " + ", ".join(DEFAULTS)
+    if dotted not in FIELDS:
+        known = ", ".join(k for k in FIELDS if k.startswith(section + ".")) or (
+            "tables " + ", ".join(TABLES)
         )
         raise ValueError(f"{where}: unknown config key {dotted!r}; known: {known}")
-    default = DEFAULTS[section][key]
+    kind = value_type(FIELDS[dotted])
     # int where a float is expected is fine (TOML `1` for `1.0`); bool is not a number.
-    numeric = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
-    if default is not None and not numeric and type(value) is not type(default):
-        raise ValueError(
-            f"{where}: {dotted} must be a {type(default).__name__}, got {value!r}"
-        )
+    numeric = kind is float and isinstance(value, int) and not isinstance(value, bool)
+    if not numeric and type(value) is not kind:
+        raise ValueError(f"{where}: {dotted} must be a {kind.__name__}, got {value!r}")
     config[section][key] = float(value) if numeric else value
 
 
@@ -245,27 +312,23 @@ def differences(old, new, ignore=RUN_INDEPENDENT_KEYS):
     return sorted(k for k in old.keys() | new.keys() if k not in ignore and old.get(k) != new.get(k))
 
 
+def to_toml(config):
+    """The TOML text of a config, β as its tagged table; `None` values are
+    left out: reading the file back gives their defaults."""
+    document = {s: {k: v for k, v in t.items() if v is not None} for s, t in config.items()}
+    name = document["beta"].pop("schedule")
+    document["beta"] = {name: document["beta"]}
+    return tomli_w.dumps(document)
+
+
 def dump_toml(config, path):
-    """Writes a config (nested dicts of str, int, float, bool, lists) as TOML.
+    """Writes `to_toml(config)` to `path` atomically."""
+    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
 
-    `None` values are left out: reading the file back gives their defaults.
-    """
-    lines = []
-    for section, table in config.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(v)}" for key, v in table.items() if v is not None]
-        lines.append("")
-    files.write_text(path, "\n".join(lines))
+    files.write_text(path, to_toml(config))
 
 
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)  # repr round-trips floats exactly, e.g. 1e-06.
-    if isinstance(value, str):
-        # TOML basic strings share JSON's escapes for \\ and \".
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"Cannot write {value!r} ({type(value).__name__}) as TOML.")
+def steps_per_epoch(config, train_samples):
+    """Training steps per epoch: the [train] value, or one pass over the data."""
+    t = config["train"]
+    return t["steps_per_epoch"] or math.ceil(train_samples / t["batch_size"])

@@ -17,8 +17,6 @@ nll / (D·ln 2), comparable only with other Bernoulli runs.
 """
 
 import argparse
-import json
-import math
 import pathlib
 
 import keras
@@ -28,23 +26,16 @@ from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
 from keras_vae import plotting
+from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
-from pipelines import train as train_lib
+from pipelines import datasets
+from pipelines import markdown as markdown_lib
+from pipelines import runfolder
+from pipelines.flags import positive_int
 
 BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
 GRID_IMAGES = 8  # Images per row of the comparison grids.
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def build_parser():
@@ -72,22 +63,6 @@ def build_parser():
     return parser
 
 
-def check_run_dir(run_dir):
-    """Raises FileNotFoundError (one line) unless `run_dir` holds a trained run."""
-    run_dir = pathlib.Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(
-            f"run folder {str(run_dir)!r} does not exist: pass a folder written by "
-            "`keras-vae train` (e.g. saved_models/<run>)"
-        )
-    for name in ("config.toml", "model.keras"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(
-                f"{str(run_dir)!r} has no {name}: pass a run folder written by "
-                "`keras-vae train`, or train it first"
-            )
-
-
 def train_baseline(config, train_ds, steps, epochs, verbose=1):
     """The autoencoder baseline of the run's architecture, trained like the run."""
     m, t = config["model"], config["train"]
@@ -109,24 +84,22 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     Returns the eval.json dict. Raises FileNotFoundError, ValueError or
     `keras_vae.data.DataError` with one-line messages.
     """
-    check_run_dir(run_dir)
-    run_dir = pathlib.Path(run_dir)
+    run_dir = runfolder.check(run_dir)
     files.check_writable(run_dir, "run folder")  # Before training the baseline.
-    config = config_lib.load_config(run_dir / "config.toml")
+    config = config_lib.load_config(run_dir / runfolder.CONFIG)
     d, t = config["data"], config["train"]
     say = print if verbose else (lambda *a, **k: None)
 
-    vae = keras.saving.load_model(run_dir / "model.keras")
+    vae = keras.saving.load_model(run_dir / runfolder.MODEL)
     source = data or d["source"]
-    train_ds, val_ds, info = train_lib.make_datasets(config, source, batch_size)
+    train_ds, val_ds, info = datasets.from_config(config, source, batch_size)
     split, eval_ds = ("validation", val_ds) if val_ds is not None else ("train", train_ds)
     vae.check_input(eval_ds)
 
-    run_train, _, run_info = train_lib.make_datasets(config)
+    run_train, _, run_info = datasets.from_config(config)
     budget = {
         "epochs": baseline_epochs or t["epochs"],
-        "steps_per_epoch": t["steps_per_epoch"]
-        or math.ceil(run_info.train_samples / t["batch_size"]),
+        "steps_per_epoch": config_lib.steps_per_epoch(config, run_info.train_samples),
     }
     baseline_path = run_dir / BASELINE.format(epochs=budget["epochs"],
                                               steps=budget["steps_per_epoch"])
@@ -138,7 +111,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
             f"{budget['steps_per_epoch']} steps")
         autoencoder = train_baseline(config, run_train, budget["steps_per_epoch"],
                                      budget["epochs"], verbose)
-        train_lib.save_model(autoencoder, baseline_path)
+        checkpoints.save_model(autoencoder, baseline_path)
 
     count = info.val_samples if split == "validation" else info.train_samples
     say(f"Evaluating on {count} {split} images; IWAE bound with k = {k}")
@@ -246,8 +219,8 @@ def markdown(report):
     budget = ae["training"]
 
     def recon_row(label, values):
-        return (f"| {label} | {values['reconstruction_distortion']:.2f} "
-                f"| {values['reconstruction_mse']:.5f} | {values['reconstruction_psnr']:.2f} |")
+        return [label, f"{values['reconstruction_distortion']:.2f}",
+                f"{values['reconstruction_mse']:.5f}", f"{values['reconstruction_psnr']:.2f}"]
 
     return "\n".join([
         f"# Evaluation of {report['run']}",
@@ -257,12 +230,14 @@ def markdown(report):
         f"{sigma} Nats per image. Higher ELBO and IWAE are better; lower distortion, "
         "bits/dim and MSE are better.",
         "",
-        "| VAE | nats per image | bits/dim |",
-        "|---|---:|---:|",
-        f"| IWAE bound on log p(x), k = {report['k']} | {vae['iwae']:.2f} | {bits['negative_iwae']:.4f} |",
-        f"| ELBO (β = 1) | {vae['elbo']:.2f} | {bits['negative_elbo']:.4f} |",
-        f"| rate KL(q(z|x) ‖ p(z)) | {vae['rate']:.2f} | {bits['rate']:.4f} |",
-        f"| distortion −E_q log p(x|z) | {vae['distortion']:.2f} | {bits['distortion']:.4f} |",
+        *markdown_lib.table(["VAE", "nats per image", "bits/dim"], [
+            [f"IWAE bound on log p(x), k = {report['k']}", f"{vae['iwae']:.2f}",
+             f"{bits['negative_iwae']:.4f}"],
+            ["ELBO (β = 1)", f"{vae['elbo']:.2f}", f"{bits['negative_elbo']:.4f}"],
+            ["rate KL(q(z|x) ‖ p(z))", f"{vae['rate']:.2f}", f"{bits['rate']:.4f}"],
+            ["distortion −E_q log p(x|z)", f"{vae['distortion']:.2f}",
+             f"{bits['distortion']:.4f}"],
+        ]),
         "",
         f"bits/dim: {report['bits_per_dim']}; the bits/dim of the bounds are of −IWAE and "
         "−ELBO, upper bounds on −log p(x).",
@@ -273,12 +248,12 @@ def markdown(report):
         "Reconstructions at the posterior mean, both scored under the VAE's likelihood "
         "(the same σ):",
         "",
-        "| reconstruction | distortion, nats per image | MSE | PSNR, dB |",
-        "|---|---:|---:|---:|",
-        recon_row("VAE", vae),
-        recon_row(f"autoencoder (same networks, β = 0; {budget['epochs']} "
-                  f"epoch{'s' * (budget['epochs'] != 1)} of {budget['steps_per_epoch']} steps)",
-                  ae),
+        *markdown_lib.table(["reconstruction", "distortion, nats per image", "MSE", "PSNR, dB"], [
+            recon_row("VAE", vae),
+            recon_row(f"autoencoder (same networks, β = 0; {budget['epochs']} "
+                      f"epoch{'s' * (budget['epochs'] != 1)} of {budget['steps_per_epoch']} "
+                      "steps)", ae),
+        ]),
         "",
         _comparison(vae, ae),
         "",

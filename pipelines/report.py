@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 from keras_vae import diagnostics  # noqa: E402
 from keras_vae import files  # noqa: E402
 from keras_vae import plotting  # noqa: E402
+from pipelines import markdown  # noqa: E402
+from pipelines import runfolder  # noqa: E402
 
 SPLITS = {"train": "training views", "held_out": "held-out views"}
 #: Traversal values, in prior standard deviations, and dimensions shown.
@@ -37,37 +39,34 @@ def _number(value, digits=2):
 
 def tables(objectives, results):
     """The Markdown tables: the models, then one per split."""
-    lines = [
-        "| objective | σ assumed or fitted (pixel units) | latent size | "
-        "‖∇β·rate‖ / ‖∇distortion‖ | training time (s) |",
-        "|---|---:|---:|---:|---:|",
-    ]
+    rows = []
     for o in objectives:
         r = results[o.key]
         sigma = "→ 0 (β = 0)" if r["sigma"] is None else f"{r['sigma']:.4f}"
-        lines.append(f"| {o.label} | {sigma} | {r['latent_dim']} | "
-                     f"{_number(r['gradient_ratio'], 3)} | {r['train_seconds']:.0f} |")
+        rows.append([o.label, sigma, r["latent_dim"], _number(r["gradient_ratio"], 3),
+                     f"{r['train_seconds']:.0f}"])
+    lines = markdown.table(["objective", "σ assumed or fitted (pixel units)", "latent size",
+                            "‖∇β·rate‖ / ‖∇distortion‖", "training time (s)"], rows)
     for split, title in SPLITS.items():
         lines += [
             "",
             f"On the {title} ({results[objectives[0].key][split]['images']} images); rate, "
             "distortion and ELBO in nats per image, each model under its own σ:",
             "",
-            "| objective | rate | distortion | ELBO | MSE | PSNR (dB) | SSIM |",
-            "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for o in objectives:
-            m = results[o.key][split]
-            lines.append(
-                f"| {o.label} | {_number(m['rate'], 1)} | {_number(m['distortion'], 1)} | "
-                f"{_number(m['elbo'], 1)} | {m['mse']:.5f} | {m['psnr']:.2f} | {m['ssim']:.3f} |"
-            )
+        measured = [results[o.key][split] for o in objectives]
+        lines += markdown.table(
+            ["objective", "rate", "distortion", "ELBO", "MSE", "PSNR (dB)", "SSIM"],
+            [[o.label, _number(m["rate"], 1), _number(m["distortion"], 1),
+              _number(m["elbo"], 1), f"{m['mse']:.5f}", f"{m['psnr']:.2f}", f"{m['ssim']:.3f}"]
+             for o, m in zip(objectives, measured)],
+        )
     return lines
 
 
 def write_csv(path, objectives, results):
     """results.csv: one row per objective and split, full precision."""
-    names = ("rate", "distortion", "elbo", "mse", "psnr", "ssim", "images")
+    names = (*runfolder.BOUND_TERMS, "mse", "psnr", "ssim", "images")
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["objective", "split", "sigma", "latent_dim", "gradient_ratio",

@@ -23,7 +23,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import json
 import math
 import pathlib
 import sys
@@ -36,7 +35,12 @@ from tensorboard.plugins.hparams import api as hp
 
 from keras_vae import files
 from keras_vae import plotting
+from pipelines import cli
 from pipelines import config as config_lib
+from pipelines import datasets
+from pipelines import flags
+from pipelines import markdown
+from pipelines import runfolder
 from pipelines import train as train_lib
 
 DEFAULT_BETAS = "0,0.1,0.3,1,3"
@@ -44,8 +48,8 @@ DEFAULT_BETAS = "0,0.1,0.3,1,3"
 NUM_RECONSTRUCTIONS = 8
 #: Config keys the sweep sets for each run: they have no flag here.
 SWEPT_KEYS = ("train.run_name", "model.latent_dim")
-COLUMNS = ("beta", "latent_dim", "status", "rate", "distortion", "elbo", "active_units", "run")
-METRICS = ("rate", "distortion", "elbo", "active_units")
+METRICS = tuple(runfolder.METRIC_NAMES)
+COLUMNS = ("beta", "latent_dim", "status", *METRICS, "run")
 
 
 @dataclasses.dataclass
@@ -66,21 +70,6 @@ class RunResult:
 # -- Command line --------------------------------------------------------------
 
 
-def _numbers(cast, what):
-    def parse(text):
-        try:
-            values = [cast(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not values or any(not math.isfinite(v) or v < 0 for v in values):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        if len({f"{v:g}" for v in values}) != len(values):  # Equal run names.
-            raise argparse.ArgumentTypeError(f"{text!r} repeats a value")
-        return values
-
-    return parse
-
-
 def build_parser():
     """The train command's flags, less those the sweep sets, plus the sweep's."""
     parser = argparse.ArgumentParser(
@@ -90,16 +79,16 @@ def build_parser():
         "size), then plot validation distortion against rate. Other flags are those "
         "of `keras-vae train`; the beta schedule flags do not apply.",
     )
-    parser.add_argument("--betas", type=_numbers(float, "β values >= 0 like 0,0.1,1"),
+    parser.add_argument("--betas", type=flags.numbers(float, "β values >= 0 like 0,0.1,1", 0, True),
                         default=DEFAULT_BETAS,
                         help=f"comma-separated β values (default {DEFAULT_BETAS})")
-    parser.add_argument("--latent-dims", type=_numbers(int, "sizes like 8,16"),
+    parser.add_argument("--latent-dims", type=flags.numbers(int, "sizes like 8,16", 0, True),
                         help="comma-separated latent sizes (default: the config's latent_dim)")
     parser.add_argument("--sweep-name", default="sweep",
                         help="folder of the sweep under --output-dir (default: sweep)")
     parser.add_argument("--config", help="a TOML config file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    train_lib.add_config_flags(parser, skip=(*SWEPT_KEYS, "beta."))
+    flags.add_config_flags(parser, skip=(*SWEPT_KEYS, "beta."))
     return parser
 
 
@@ -113,8 +102,8 @@ def run_name(beta, latent_dim=None):
 
 def sweep_configs(args):
     """The sweep folder and one resolved config per run, β fastest."""
-    flags = {key: value for key, value in vars(args).items() if "." in key}
-    base = config_lib.load_config(args.config, flags, train_lib.FLAG_NAMES)
+    given = flags.overrides(args)
+    base = config_lib.load_config(args.config, given, flags.FLAG_NAMES)
     if not base["data"]["validation_split"] > 0:
         raise ValueError("The sweep compares runs on validation data: set --validation-split > 0")
     folder = pathlib.Path(base["train"]["output_dir"]) / args.sweep_name
@@ -122,38 +111,38 @@ def sweep_configs(args):
     for latent_dim in args.latent_dims or [None]:
         for beta in args.betas:
             configs.append(config_lib.load_config(args.config, {
-                **flags,
+                **given,
                 "beta.schedule": "constant",
                 "beta.value": float(beta),
                 "model.latent_dim": latent_dim,
                 "train.output_dir": str(folder / "runs"),
                 "train.run_name": run_name(beta, latent_dim),
-            }, train_lib.FLAG_NAMES))
+            }, flags.FLAG_NAMES))
     return folder, configs
 
 
 def _validation_metrics(folder):
-    metrics = json.loads((folder / "metrics.json").read_text())["validation"]
+    metrics = runfolder.read_metrics(folder)["validation"]
     values = {k: metrics[k] for k in METRICS}
     if not all(v is not None and math.isfinite(v) for v in values.values()):  # null: not finite
-        raise train_lib.TrainingError(f"non-finite validation metrics in {folder}/metrics.json")
+        raise runfolder.TrainingError(f"non-finite validation metrics in {folder / runfolder.METRICS}")
     return values
 
 
 def run_all(configs, verbose=1):
     """Trains (or finds finished) every run; returns their `RunResult`s."""
     for config in configs:
-        train_lib.check_same_run(config, "pass another --sweep-name, or delete that folder")
+        runfolder.check_same_run(config, "pass another --sweep-name, or delete that folder")
     results = []
     for i, config in enumerate(configs, 1):
         beta, latent_dim = config["beta"]["value"], config["model"]["latent_dim"]
         print(f"run {i}/{len(configs)}: β={beta:g}, latent_dim={latent_dim}", flush=True)
         keras.backend.clear_session()  # A fresh graph per run: memory stays flat.
-        result = RunResult(beta, latent_dim, train_lib.run_dir(config))
+        result = RunResult(beta, latent_dim, runfolder.run_dir(config))
         try:
             train_lib.train(config, verbose)
             result.metrics = _validation_metrics(result.folder)
-        except train_lib.TrainingError as err:
+        except runfolder.TrainingError as err:
             result.error = " ".join(str(err).split())
             print(f"run {i}/{len(configs)} failed: {result.error}", file=sys.stderr)
         else:
@@ -168,12 +157,8 @@ _HPARAMS = [
     hp.HParam("beta", display_name="β"),
     hp.HParam("latent_dim", display_name="latent size"),
 ]
-_HP_METRICS = [
-    hp.Metric("rate", display_name="validation rate (nats)"),
-    hp.Metric("distortion", display_name="validation distortion (nats)"),
-    hp.Metric("elbo", display_name="validation ELBO (nats)"),
-    hp.Metric("active_units", display_name="active units"),
-]
+_HP_METRICS = [hp.Metric(name, display_name=f"validation {shown}" if name in runfolder.BOUND_TERMS
+                         else shown) for name, shown in runfolder.METRIC_NAMES.items()]
 
 
 def write_hparams(result):
@@ -185,7 +170,7 @@ def write_hparams(result):
     to, on every sweep: the top level of logs/ holds only this file (the
     training curves are in logs/train and logs/validation).
     """
-    logs = result.folder / "logs"
+    logs = result.folder / runfolder.LOGS
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=logs, prefix=".hparams-") as temp:
         writer = tf.summary.create_file_writer(temp)
@@ -233,9 +218,8 @@ def write_tables(folder, results):
         "Validation numbers, nats per image; elbo = −(rate + distortion) (β = 1), "
         "higher is better. active_units: latent dimensions with Cov_x(E_q[z_d]) > 0.01.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---:|" * (len(COLUMNS) - 1) + ":---|",
-        *("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows),
+        *markdown.table(COLUMNS, [[row[c] for c in COLUMNS] for row in rows],
+                        align="r" * (len(COLUMNS) - 1) + "l"),
     ]
     failures = [f"- {r.folder.name}: {r.error}" for r in results if r.failed]
     if failures:
@@ -245,7 +229,7 @@ def write_tables(folder, results):
 
 def validation_images(config, count=NUM_RECONSTRUCTIONS):
     """The first `count` validation images of `config`'s data, [N, H, W, C]."""
-    _, val_ds, _ = train_lib.make_datasets(config, batch_size=count)
+    _, val_ds, _ = datasets.from_config(config, batch_size=count)
     return next(iter(val_ds)).numpy()
 
 
@@ -255,7 +239,7 @@ def write_grids(folder, images, done, seed=0):
     several_sizes = len({r.latent_dim for r in done}) > 1
     labels, reconstructions, samples = [], [images], []
     for result in done:
-        model = keras.saving.load_model(result.folder / "model.keras")
+        model = keras.saving.load_model(result.folder / runfolder.MODEL)
         reconstructions.append(np.asarray(model(images, training=False)))
         samples.append(np.asarray(model.sample(len(images), seed=seed)))
         labels.append(f"β={result.beta:g}" + (f", z={result.latent_dim}" if several_sizes else ""))
@@ -296,8 +280,6 @@ def sweep(args):
 
 
 def main(argv=None):
-    from pipelines import cli
-
     args = build_parser().parse_args(argv)
     outcome = {}
 

@@ -15,7 +15,7 @@ import pytest
 from keras_vae import data as data_lib
 from pipelines import compare
 from pipelines import config as config_lib
-from pipelines import train as train_lib
+from pipelines import datasets
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_every_objective_sees_the_same_training_crops():
     streams = []
     for objective in (compare.OBJECTIVES[0], compare.OBJECTIVES[3]):
         compare.build_model(objective, config, (16, 16, 3))  # Seeds, as run_objective does.
-        train_ds, _, _ = train_lib.make_datasets(config)
+        train_ds, _, _ = datasets.from_config(config)
         streams.append([batch.numpy() for batch, _ in zip(train_ds, range(3))])
     for a, b in zip(*streams):
         np.testing.assert_array_equal(a, b)

@@ -5,6 +5,7 @@ Runs train a 2-d latent VAE on the embedded 8×8 `digits` for a few steps.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from pipelines import beta as beta_lib
 from pipelines import config as config_lib
+from pipelines import runfolder
 from pipelines import train as train_lib
 
 TINY = {
@@ -39,9 +42,9 @@ def tiny_config(tmp_path, **overrides):
 
 
 def run_cli(*args):
-    """Runs `python -m pipelines.train ARGS`; returns (exit code, stderr lines)."""
+    """Runs `keras-vae train ARGS`; returns (exit code, stderr lines)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.train", *args],
+        [sys.executable, "-m", "pipelines.cli", "train", *args],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
@@ -85,13 +88,13 @@ def test_config_precedence_defaults_file_flags(tmp_path):
 
 def test_shipped_configs_load_and_default_run_names_are_stable(tmp_path):
     for name in ("default.toml", "artworks.toml"):
-        config_lib.load_config(train_lib.pathlib.Path(train_lib.__file__).parent / "configs" / name)
+        config_lib.load_config(pathlib.Path(config_lib.__file__).parent / "configs" / name)
     a = tiny_config(tmp_path)
-    assert train_lib.run_name(a) == train_lib.run_name(tiny_config(tmp_path))
-    assert train_lib.run_name(a).startswith("digits-bernoulli-linear-z2-s0-")
+    assert runfolder.run_name(a) == runfolder.run_name(tiny_config(tmp_path))
+    assert runfolder.run_name(a).startswith("digits-bernoulli-linear-z2-s0-")
     # More epochs train the same run further; another β is another run.
-    assert train_lib.run_name(a) == train_lib.run_name(tiny_config(tmp_path, **{"train.epochs": 9}))
-    assert train_lib.run_name(a) != train_lib.run_name(tiny_config(tmp_path, **{"beta.stop": 2.0}))
+    assert runfolder.run_name(a) == runfolder.run_name(tiny_config(tmp_path, **{"train.epochs": 9}))
+    assert runfolder.run_name(a) != runfolder.run_name(tiny_config(tmp_path, **{"beta.stop": 2.0}))
 
 
 def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
@@ -158,7 +161,7 @@ def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
     script = textwrap.dedent(KILL_AFTER_EPOCH_2).format(overrides=overrides)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert killed.returncode == 1, killed.stderr
-    folder = train_lib.run_dir(config)
+    folder = runfolder.run_dir(config)
     assert not (folder / "metrics.json").exists()
 
     counter = _Count()
@@ -177,7 +180,7 @@ def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
     assert counter.epochs == 0
     # The same folder with another config is refused, not mixed.
     other = {**overrides, "train.run_name": folder.name, "model.latent_dim": 3}
-    with pytest.raises(train_lib.TrainingError, match=r"\(model.latent_dim changed\)"):
+    with pytest.raises(runfolder.TrainingError, match=r"\(model.latent_dim changed\)"):
         train_lib.train(config_lib.load_config(overrides=other), verbose=0)
 
 
@@ -192,10 +195,10 @@ class _PoisonWeights(keras.callbacks.Callback):
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     config = tiny_config(tmp_path, **{"train.epochs": 4})
-    with pytest.raises(train_lib.TrainingError, match="epoch 3, step 11: loss became NaN") as err:
+    with pytest.raises(runfolder.TrainingError, match="epoch 3, step 11: loss became NaN") as err:
         train_lib.train(config, verbose=0, callbacks=[_PoisonWeights()])
     assert "\n" not in str(err.value) and "last.keras" in str(err.value)
-    folder = train_lib.run_dir(config)
+    folder = runfolder.run_dir(config)
     assert not (folder / "metrics.json").exists()
     for name in ("model.keras", "last.keras"):
         assert all(np.isfinite(w).all() for w in final_weights(folder, name))
@@ -248,15 +251,43 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_controller_resumes_from_saved_state():
-    beta = {**config_lib.DEFAULTS["beta"], "schedule": "kl_target", "target_rate": 5.0}
-    controller, _ = train_lib.beta_callback(beta)
+    beta = beta_lib.resolve({"schedule": "kl_target", "target_rate": 5.0}, config_lib.BETA_DEFAULTS)
+    controller, _ = beta_lib.callback(beta)
     controller.update(rate=9.0)
     controller.update(rate=8.0)
-    resumed, beta0 = train_lib.beta_callback(beta, state=controller.get_config())
+    resumed, beta0 = beta_lib.callback(beta, state=controller.get_config())
     assert resumed.integral == controller.integral == -7.0
     assert beta0 == controller.beta
     with pytest.raises(ValueError, match="needs beta.tolerance"):
-        train_lib.beta_callback({**beta, "schedule": "geco"})
+        beta_lib.resolve({"schedule": "geco"}, config_lib.BETA_DEFAULTS)
+
+
+def test_beta_table_is_tagged_and_takes_only_its_own_keys(tmp_path):
+    path = tmp_path / "beta.toml"
+    path.write_text("[beta.cyclical]\nperiod = 40\n")
+    config = config_lib.load_config(path)
+    assert config["beta"] == {"schedule": "cyclical", "period": 40, "ratio": 0.5,
+                              "start": 0.0, "stop": 1.0, "update_freq": "batch"}
+    # Written back as the same tagged table, and read back to the same config.
+    assert "[beta.cyclical]\nperiod = 40\n" in config_lib.to_toml(config)
+    config_lib.dump_toml(config, tmp_path / "out.toml")
+    assert config_lib.load_config(tmp_path / "out.toml") == config
+    # A schedule from the flags drops the file's keys, which belong to another one.
+    assert config_lib.load_config(path, {"beta.schedule": "constant"})["beta"] == {
+        "schedule": "constant", "value": 1.0, "update_freq": "batch"}
+    path.write_text("[beta.cyclical]\nperiod = 40\nwarmup_steps = 9\n")
+    with pytest.raises(ValueError, match=r"^beta.warmup_steps is not a parameter of the "
+                       r"cyclical schedule, whose \[beta.cyclical\] keys are period, ratio"):
+        config_lib.load_config(path)
+    with pytest.raises(ValueError, match=r"--beta \(beta.value\) is not a parameter of the linear"):
+        config_lib.load_config(None, {"beta.value": 0.5}, {"beta.value": "--beta"})
+    path.write_text('[beta]\nschedule = "sigmoid"\nmidpoint_steps = 10\n')
+    with pytest.raises(ValueError, match=r"\[beta\] must be one tagged table .* e.g. "
+                       r"\[beta.sigmoid\] \(instead of \[beta\] with schedule = \"sigmoid\"\)"):
+        config_lib.load_config(path)
+    path.write_text("[beta.warmup]\nstop = 2.0\n")
+    with pytest.raises(ValueError, match="Unknown beta schedule 'warmup': use one of constant"):
+        config_lib.load_config(path)
 
 
 def test_cli_rejects_unknown_subcommands(capsys):

@@ -89,7 +89,7 @@ def test_beta_scheduler_can_drive_capacity_per_epoch(digits):
     model = _tiny_model(objective="capacity")
     model.compile(optimizer="adam")
     model.fit(digits[:64], batch_size=32, epochs=3, verbose=0,
-              callbacks=[callbacks.BetaScheduler(schedules.LinearWarmup(0.0, 5.0, 4), update="epoch",
+              callbacks=[callbacks.BetaScheduler(schedules.LinearWarmup(0.0, 5.0, 4), update_freq="epoch",
                                                  target="capacity")])
     assert float(model.capacity.numpy()) == pytest.approx(5.0 * 2 / 4)
 
@@ -135,6 +135,6 @@ def test_controller_writes_beta_during_fit(digits):
 
 
 def test_callbacks_round_trip_through_keras_serialization():
-    cb = callbacks.BetaScheduler(schedules.Cyclical(period=40), update="batch")
+    cb = callbacks.BetaScheduler(schedules.Cyclical(period=40), update_freq="batch")
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cb))
-    assert again.schedule == cb.schedule and again.update == "batch"
+    assert again.schedule == cb.schedule and again.update_freq == "batch"

@@ -1,0 +1,88 @@
+"""Command-line flags: one per config field (from `pipelines.config`), and
+the argparse parsers of numbers that every subcommand shares.
+
+Example:
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_config_flags(parser, skip=("beta.",))
+    >>> overrides(parser.parse_args(["--latent-dim", "8"]))["model.latent_dim"]
+    8
+"""
+
+import argparse
+import math
+
+from pipelines import config as config_lib
+
+
+def numbers(cast, what, low=None, unique=False):
+    """argparse type: comma-separated `cast` values, e.g. "0,0.1,1", each
+    finite and >= `low`; `unique`: no value twice (they name run folders)."""
+
+    def parse(text):
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = None
+        if not values and low is not None or values is None or any(
+                not math.isfinite(v) or (low is not None and v < low) for v in values):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if unique and len({f"{v:g}" for v in values}) != len(values):
+            raise argparse.ArgumentTypeError(f"{text!r} repeats a value")
+        return values
+
+    return parse
+
+
+def number(cast, what, low=None):
+    """argparse type: one `cast` value >= `low`."""
+    parse = numbers(cast, what, low)
+
+    def one(text):
+        values = parse(text) if "," not in text else None
+        if not values or len(values) != 1:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return values[0]
+
+    return one
+
+
+positive_int = number(int, "a positive integer", low=1)
+
+
+def boolean(text):
+    """argparse type: true/false (yes/no, 1/0)."""
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_TYPES = {bool: boolean, list: numbers(int, "integers like 32,64,128")}
+
+#: {dotted config key: flag}, for the config's error messages.
+FLAG_NAMES = {key: field.metadata["flag"] or "--" + field.name.replace("_", "-")
+              for key, field in config_lib.FIELDS.items()}
+
+
+def add_config_flags(parser, skip=()):
+    """Adds a flag for every config field, but those starting with a `skip` prefix."""
+    for key, field in config_lib.FIELDS.items():
+        if key.startswith(tuple(skip)):
+            continue
+        kind = config_lib.value_type(field)
+        parser.add_argument(
+            FLAG_NAMES[key], dest=key, metavar=field.name.upper(), type=_TYPES.get(kind, kind),
+            help=f"{field.metadata['help']} [{key}]",
+        )
+
+
+def overrides(args):
+    """{dotted key: value} of the config flags in parsed `args` (unset: None)."""
+    return {key: getattr(args, key, None) for key in config_lib.FIELDS}
+
+
+def load(args):
+    """The resolved config of parsed `args` (their --config file and flags)."""
+    return config_lib.load_config(args.config, overrides(args), FLAG_NAMES)

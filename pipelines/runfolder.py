@@ -1,0 +1,111 @@
+"""A run folder's layout, name and checks; shared by train, sweep, evaluate and export.
+
+`<output_dir>/<run_name>/` holds config.toml (written first), model.keras
+(best validation ELBO), last.keras (last epoch), checkpoints/ (resume
+state), logs/ (TensorBoard), images/ and, written last as the "finished"
+marker, metrics.json. This module does not import TensorFlow, so a command
+can refuse a wrong folder before paying for that import.
+
+Example:
+
+    >>> config = config_lib.load_config(overrides={"train.run_name": "demo"})
+    >>> str(run_dir(config))
+    'saved_models/demo'
+"""
+
+import hashlib
+import json
+import pathlib
+import re
+
+from pipelines import config as config_lib
+
+CONFIG = "config.toml"
+MODEL = "model.keras"
+LAST = "last.keras"
+METRICS = "metrics.json"
+CHECKPOINTS = "checkpoints"
+IMAGES = "images"
+LOGS = "logs"
+
+#: The numbers metrics.json holds per split and a sweep compares, with units.
+BOUND_TERMS = ("rate", "distortion", "elbo")
+METRIC_NAMES = {
+    "rate": "rate (nats)",
+    "distortion": "distortion (nats)",
+    "elbo": "ELBO (nats)",
+    "active_units": "active units",
+}
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on; the one-line message says what to do."""
+
+
+class RunFolderError(FileNotFoundError):
+    """A folder given as a run is none; the one-line message says what to do."""
+
+
+def run_name(config):
+    """`config["train"]["run_name"]`, or `<data>-<likelihood>-<schedule>-z<d>-s<seed>-<hash>`.
+
+    The hash covers every key but `config.RUN_INDEPENDENT_KEYS`: the same
+    command always names the same run (so it resumes), another config another.
+    """
+    if config["train"]["run_name"]:
+        return config["train"]["run_name"]
+    key = {k: v for k, v in config_lib.flatten(config).items()
+           if k not in config_lib.RUN_INDEPENDENT_KEYS}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
+    name = "-".join([
+        pathlib.Path(str(config["data"]["source"])).name or "data",
+        config["model"]["likelihood"],
+        config["beta"]["schedule"],
+        f"z{config['model']['latent_dim']}",
+        f"s{config['train']['seed']}",
+        digest,
+    ])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def run_dir(config):
+    """Where the run of `config` is written: `<output_dir>/<run_name>`."""
+    return pathlib.Path(config["train"]["output_dir"]) / run_name(config)
+
+
+def read_metrics(folder):
+    """The run's metrics.json as a dict; None until the run has finished."""
+    path = pathlib.Path(folder) / METRICS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):
+    """Raises TrainingError if the run folder of `config` holds another config's run."""
+    folder = run_dir(config)
+    path = folder / CONFIG
+    if not path.exists():
+        return
+    changed = config_lib.differences(config_lib.load_config(path), config)
+    if changed:
+        raise TrainingError(
+            f"{folder} holds a run with a different config ({', '.join(changed)} "
+            f"changed): {remedy}"
+        )
+
+
+def check(folder, needs=(CONFIG, MODEL)):
+    """`folder` as a Path; raises RunFolderError (one line) unless it is a
+    folder holding every file of `needs`."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise RunFolderError(
+            f"run folder {str(folder)!r} does not exist: pass a folder written by "
+            "`keras-vae train` (e.g. saved_models/<run>)"
+        )
+    for name in needs:
+        if not (folder / name).is_file():
+            raise RunFolderError(
+                f"{str(folder)!r} holds no {name}: train first with keras-vae train, "
+                "or point at a run folder"
+            )
+    return folder

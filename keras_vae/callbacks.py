@@ -30,6 +30,11 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
     step. `VAE.train_step` skips the update of a non-finite step (outside
     tf.distribute), so the model keeps the weights from before it.
     Subclasses may override `error`.
+
+    Example:
+
+    >>> str(TerminateOnNonFinite().error("loss", "NaN", 12)).split(";")[0]
+    'training stopped at epoch 1, step 12: loss became NaN'
     """
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -148,6 +153,12 @@ class KLTargetController(_BetaWriter):
     only accumulates while β is inside its range (anti-windup).
 
     State, in the open: `integral` (nats·steps), `beta`, `last_error`.
+
+    Example:
+
+    >>> controller = KLTargetController(target_rate=5.0, kp=0.01, ki=0.001)
+    >>> controller.update(rate=9.0) > controller.beta_min  # Rate too high: β rises.
+    True
     """
 
     def __init__(
@@ -212,6 +223,12 @@ class GECO(_BetaWriter):
     than the tolerance. β = 1/λ is clipped to [beta_min, beta_max].
 
     State, in the open: `lagrange_multiplier` (λ), `moving_average` (C̄, nats).
+
+    Example:
+
+    >>> geco = GECO(tolerance=30.0, step_size=0.1)
+    >>> geco.update(distortion=40.0) < 1.0  # Reconstructions too poor: β falls.
+    True
     """
 
     def __init__(

@@ -7,7 +7,7 @@ negative log-likelihood to the bits per pixel and channel used to compare
 across image sizes.
 
 The baseline is the same encoder and decoder trained as a deterministic
-autoencoder (β = 0, no sampling): the best reconstruction the architecture
+autoencoder (`keras_vae.autoencoder`: β = 0, no sampling): the best reconstruction the architecture
 can reach, and what giving up the prior costs when decoding z ~ N(0, I).
 It is scored like for like: its reconstructions under the VAE's likelihood
 (the same σ), and by MSE and PSNR, which need no σ at all.
@@ -18,12 +18,6 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
-
-from keras_vae.architectures import build_conv_vae
-from keras_vae.vae import VAE
-
-_PACKAGE = "keras_vae"
-
 
 #: The spacing of 8-bit pixel values scaled to [0, 1] (v / 255): the width of
 #: the bin of each value when a density on [0, 1] is read as a distribution
@@ -106,43 +100,6 @@ def reconstruction_errors(model, x, likelihood=None):
     likelihood = likelihood or model.likelihood
     mse = tf.reduce_mean(tf.square(x - model.likelihood.mean(params)), axis=[1, 2, 3])
     return likelihood.nll(x, params).numpy(), mse.numpy()
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class Autoencoder(VAE):
-    """A deterministic autoencoder: encoder -> posterior mean -> decoder.
-
-    The β = 0 limit of a `VAE` with the same networks and likelihood: no
-    sampling, no KL; the loss is the distortion −log p(x|ẑ), nats per image,
-    with ẑ the first half of the encoder output. fit/evaluate log `loss`,
-    `distortion` and `mse` (mean squared error per pixel, pixel units²).
-    `sample` decodes z ~ N(0, I): the "samples" an autoencoder gives.
-    """
-
-    metric_names = ("loss", "distortion", "mse")
-
-    def __init__(self, encoder, decoder, likelihood="bernoulli", **kwargs):
-        kwargs["beta"] = 0.0
-        super().__init__(encoder, decoder, likelihood, **kwargs)
-
-    def compute_terms(self, x, training=False, seed=None):
-        loc, _ = self.posterior_params(x, training)
-        params = self.decoder(loc, training=training)
-        distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
-        return {
-            "loss": distortion,
-            "distortion": distortion,
-            "mse": tf.reduce_mean(tf.square(x - self.likelihood.mean(params))),
-        }
-
-
-def build_autoencoder(
-    input_shape, latent_dim=16, likelihood="bernoulli", filters=(32, 64), kernel_size=4
-):
-    """An `Autoencoder` with the networks `build_conv_vae` builds for the same
-    arguments (the encoder's log-variance half is left unused)."""
-    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size)
-    return Autoencoder(vae.encoder, vae.decoder, vae.likelihood, name="autoencoder")
 
 
 def evaluate(model, data, autoencoder=None, k=1000, chunk=100, seed=0, progress=True):

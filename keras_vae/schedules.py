@@ -18,7 +18,18 @@ _PACKAGE = "keras_vae"
 
 
 class BetaSchedule:
-    """Base class: `schedule(step) -> β` with `get_config`/`from_config`."""
+    """Base class: `schedule(step) -> β` with `get_config`/`from_config`.
+
+    Example:
+
+    >>> class Halving(BetaSchedule):
+    ...     def evaluate(self, step):
+    ...         return 0.5 ** (step // 100)
+    ...     def get_config(self):
+    ...         return {}
+    >>> Halving()(250)
+    0.25
+    """
 
     def __call__(self, step):
         step = np.asarray(step, dtype="float64")
@@ -53,7 +64,13 @@ def _ramp(start, stop, fraction):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Constant(BetaSchedule):
-    """β = value at every step."""
+    """β = value at every step.
+
+    Example:
+
+    >>> Constant(0.3)([0, 10_000]).tolist()
+    [0.3, 0.3]
+    """
 
     def __init__(self, value=1.0):
         self.value = float(value)
@@ -71,6 +88,11 @@ class LinearWarmup(BetaSchedule):
 
     KL annealing (Bowman et al. 2016): with β small early on the decoder learns
     to use z before the KL term pulls the posterior onto the prior.
+
+    Example:
+
+    >>> LinearWarmup(warmup_steps=100, delay_steps=50)([0, 50, 100, 150, 500]).tolist()
+    [0.0, 0.0, 0.5, 1.0, 1.0]
     """
 
     def __init__(self, start=0.0, stop=1.0, warmup_steps=1000, delay_steps=0):
@@ -99,6 +121,11 @@ class Cyclical(BetaSchedule):
 
     Within each period of `period` steps, β rises linearly from `start` to
     `stop` over the first `ratio` of the period, then stays at `stop`.
+
+    Example:
+
+    >>> Cyclical(period=100, ratio=0.5)([0, 25, 50, 99, 100]).tolist()
+    [0.0, 0.5, 1.0, 1.0, 0.0]
     """
 
     def __init__(self, period=1000, ratio=0.5, start=0.0, stop=1.0):
@@ -128,6 +155,11 @@ class Sigmoid(BetaSchedule):
 
     `midpoint_steps` is where β is half-way; `width_steps` sets how fast it
     rises (from 12 % to 88 % of the way in 4·width steps).
+
+    Example:
+
+    >>> Sigmoid(midpoint_steps=1000, width_steps=100)(1000)
+    0.5
     """
 
     def __init__(self, start=0.0, stop=1.0, midpoint_steps=1000, width_steps=100):

@@ -47,6 +47,14 @@ class VAE(keras.Model):
             distortion + β·|rate − C| (Burgess et al. 2018), with C in the
             variable `model.capacity`, nats, set by a scheduler callback.
         seed: seed of the sampler of z, for reproducible training.
+
+    Example:
+
+    >>> import keras_vae
+    >>> model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, filters=(4, 8), beta=0.5)
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.compute_terms(np.zeros((4, 8, 8, 1), "float32")))
+    ['distortion', 'elbo', 'loss', 'mse', 'rate']
     """
 
     #: The terms of `compute_terms` that fit/evaluate log (batch means);

@@ -14,8 +14,8 @@ Keras only when `callback` builds, so a config can be checked without it.
 
 Example:
 
-    >>> resolve({"schedule": "constant", "value": 0.5})
-    {'schedule': 'constant', 'value': 0.5}
+    >>> resolve({"schedule": "constant", "value": 0.5}, {"update_freq": "batch"})
+    {'schedule': 'constant', 'value': 0.5, 'update_freq': 'batch'}
 """
 
 import dataclasses

@@ -85,7 +85,7 @@ def build_model(objective, config, image_shape):
     keras.utils.set_random_seed(t["seed"])  # The same initial weights for every objective.
     latent_dim = m["latent_dim"] * objective.latent_factor
     if objective.autoencoder:
-        model = evaluation.build_autoencoder(
+        model = keras_vae.build_autoencoder(
             image_shape, latent_dim, objective.likelihood, m["filters"], m["kernel_size"]
         )
     else:

@@ -2,6 +2,7 @@
 
 Example:
 
+    >>> from pipelines import config as config_lib
     >>> config = config_lib.load_config(overrides={
     ...     "data.source": "digits", "data.image_size": 8, "data.channels": 1,
     ...     "model.filters": [4, 8]})
@@ -13,7 +14,6 @@ Example:
 import numpy as np
 
 from keras_vae import data as data_lib
-from pipelines import config as config_lib  # noqa: F401  (used by the example)
 
 
 def from_config(config, source=None, batch_size=None):

@@ -22,6 +22,7 @@ import pathlib
 import keras
 import numpy as np
 
+import keras_vae
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
@@ -68,7 +69,7 @@ def train_baseline(config, train_ds, steps, epochs, verbose=1):
     m, t = config["model"], config["train"]
     keras.utils.set_random_seed(t["seed"])
     image_shape = (config["data"]["image_size"],) * 2 + (config["data"]["channels"],)
-    model = evaluation.build_autoencoder(
+    model = keras_vae.build_autoencoder(
         image_shape, m["latent_dim"], m["likelihood"], m["filters"], m["kernel_size"]
     )
     model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from keras_vae import diagnostics  # noqa: E402
 from keras_vae import files  # noqa: E402
 from keras_vae import plotting  # noqa: E402
-from pipelines import markdown  # noqa: E402
+from pipelines import markdown as markdown_lib  # noqa: E402
 from pipelines import runfolder  # noqa: E402
 
 SPLITS = {"train": "training views", "held_out": "held-out views"}
@@ -45,7 +45,7 @@ def tables(objectives, results):
         sigma = "→ 0 (β = 0)" if r["sigma"] is None else f"{r['sigma']:.4f}"
         rows.append([o.label, sigma, r["latent_dim"], _number(r["gradient_ratio"], 3),
                      f"{r['train_seconds']:.0f}"])
-    lines = markdown.table(["objective", "σ assumed or fitted (pixel units)", "latent size",
+    lines = markdown_lib.table(["objective", "σ assumed or fitted (pixel units)", "latent size",
                             "‖∇β·rate‖ / ‖∇distortion‖", "training time (s)"], rows)
     for split, title in SPLITS.items():
         lines += [
@@ -55,7 +55,7 @@ def tables(objectives, results):
             "",
         ]
         measured = [results[o.key][split] for o in objectives]
-        lines += markdown.table(
+        lines += markdown_lib.table(
             ["objective", "rate", "distortion", "ELBO", "MSE", "PSNR (dB)", "SSIM"],
             [[o.label, _number(m["rate"], 1), _number(m["distortion"], 1),
               _number(m["elbo"], 1), f"{m['mse']:.5f}", f"{m['psnr']:.2f}", f"{m['ssim']:.3f}"]

@@ -121,7 +121,7 @@ def test_dequantised_bits_match_the_probability_of_each_8_bit_bin():
 def test_autoencoder_reconstructs_better_than_vae_and_round_trips(digits, tmp_path):
     x = digits[:512]
     vae = keras_vae.build_conv_vae((8, 8, 1), latent_dim=4, filters=(8, 16), seed=0)
-    ae = evaluation.build_autoencoder((8, 8, 1), latent_dim=4, filters=(8, 16))
+    ae = keras_vae.build_autoencoder((8, 8, 1), latent_dim=4, filters=(8, 16))
     for model in (vae, ae):
         model.compile(optimizer=keras.optimizers.Adam(3e-3))
         model.fit(x, batch_size=64, epochs=15, verbose=0)
@@ -198,7 +198,7 @@ def test_baseline_is_scored_with_the_vaes_sigma(digits):
     vae = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, likelihood="gaussian_learned",
                                    filters=(8,), seed=0)
     vae.likelihood.log_sigma.assign(math.log(0.3))
-    ae = evaluation.build_autoencoder((8, 8, 1), latent_dim=2, likelihood="gaussian_learned",
+    ae = keras_vae.build_autoencoder((8, 8, 1), latent_dim=2, likelihood="gaussian_learned",
                                       filters=(8,))
     ae.likelihood.log_sigma.assign(math.log(0.05))
     numbers = evaluation.evaluate(vae, x, ae, k=2, progress=False)

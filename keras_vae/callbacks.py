@@ -143,8 +143,29 @@ class BetaScheduler(_BetaWriter):
         }
 
 
+class _Controller(_BetaWriter):
+    """Feedback on β: after each batch, `update(<the model variable READS>)`
+    gives the new β. The constructor's arguments, `STATE`, are public
+    attributes, so `get_config` saves the state and `from_config` resumes it."""
+
+    READS = None
+    STATE = ()
+
+    def __init__(self):
+        super().__init__("beta")
+
+    def on_train_begin(self, logs=None):
+        self._write(self.beta)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._write(self.update(getattr(self.model, self.READS).numpy()))
+
+    def get_config(self):
+        return {name: getattr(self, name) for name in self.STATE}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class KLTargetController(_BetaWriter):
+class KLTargetController(_Controller):
     """ControlVAE's PI controller (Shao et al. 2020): drive the rate to a set point.
 
     After each batch, with error e = target_rate − rate (nats):
@@ -161,18 +182,13 @@ class KLTargetController(_BetaWriter):
     True
     """
 
-    def __init__(
-        self,
-        target_rate,
-        kp=0.01,
-        ki=0.0001,
-        beta_min=0.0,
-        beta_max=1.0,
-        integral=0.0,
-        beta=None,
-        last_error=0.0,
-    ):
-        super().__init__("beta")
+    READS = "batch_rate"
+    STATE = ("target_rate", "kp", "ki", "beta_min", "beta_max", "integral", "beta",
+             "last_error")
+
+    def __init__(self, target_rate, kp=0.01, ki=0.0001, beta_min=0.0, beta_max=1.0,
+                 integral=0.0, beta=None, last_error=0.0):
+        super().__init__()
         if beta_min > beta_max:
             raise ValueError(f"beta_min {beta_min} > beta_max {beta_max}.")
         self.target_rate, self.kp, self.ki = float(target_rate), float(kp), float(ki)
@@ -193,27 +209,9 @@ class KLTargetController(_BetaWriter):
         self.last_error = error
         return self.beta
 
-    def on_train_begin(self, logs=None):
-        self._write(self.beta)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._write(self.update(self.model.batch_rate.numpy()))
-
-    def get_config(self):
-        return {
-            "target_rate": self.target_rate,
-            "kp": self.kp,
-            "ki": self.ki,
-            "beta_min": self.beta_min,
-            "beta_max": self.beta_max,
-            "integral": self.integral,
-            "beta": self.beta,
-            "last_error": self.last_error,
-        }
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GECO(_BetaWriter):
+class GECO(_Controller):
     """GECO (Rezende & Viola 2018): minimise the rate subject to distortion ≤ tolerance.
 
     The Lagrangian rate + λ·(distortion − tolerance), divided by λ, is our loss
@@ -231,17 +229,13 @@ class GECO(_BetaWriter):
     True
     """
 
-    def __init__(
-        self,
-        tolerance,
-        alpha=0.99,
-        step_size=1e-3,
-        beta_min=1e-4,
-        beta_max=1.0,
-        lagrange_multiplier=1.0,
-        moving_average=None,
-    ):
-        super().__init__("beta")
+    READS = "batch_distortion"
+    STATE = ("tolerance", "alpha", "step_size", "beta_min", "beta_max", "lagrange_multiplier",
+             "moving_average")
+
+    def __init__(self, tolerance, alpha=0.99, step_size=1e-3, beta_min=1e-4, beta_max=1.0,
+                 lagrange_multiplier=1.0, moving_average=None):
+        super().__init__()
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
         self.tolerance, self.alpha, self.step_size = float(tolerance), float(alpha), float(step_size)
@@ -267,20 +261,3 @@ class GECO(_BetaWriter):
             1.0 / self.beta_min,
         )
         return self.beta
-
-    def on_train_begin(self, logs=None):
-        self._write(self.beta)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._write(self.update(self.model.batch_distortion.numpy()))
-
-    def get_config(self):
-        return {
-            "tolerance": self.tolerance,
-            "alpha": self.alpha,
-            "step_size": self.step_size,
-            "beta_min": self.beta_min,
-            "beta_max": self.beta_max,
-            "lagrange_multiplier": self.lagrange_multiplier,
-            "moving_average": self.moving_average,
-        }

@@ -9,8 +9,6 @@ Schedules accept an int or a numpy array of steps, so a whole curve can be
 plotted with `schedule(np.arange(n))`.
 """
 
-import inspect
-
 import keras
 import numpy as np
 
@@ -42,8 +40,11 @@ class BetaSchedule:
         """β at `step`, a float64 array; implemented by subclasses."""
         raise NotImplementedError
 
+    #: The constructor's arguments, kept as attributes of the same names.
+    PARAMETERS = ()
+
     def get_config(self):
-        raise NotImplementedError
+        return {name: getattr(self, name) for name in self.PARAMETERS}
 
     @classmethod
     def from_config(cls, config):
@@ -55,6 +56,12 @@ class BetaSchedule:
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+def _require(ok, message, value):
+    """Raises ValueError("<message>, got <value>.") unless `ok`."""
+    if not ok:
+        raise ValueError(f"{message}, got {value}.")
 
 
 def _ramp(start, stop, fraction):
@@ -72,14 +79,13 @@ class Constant(BetaSchedule):
     [0.3, 0.3]
     """
 
+    PARAMETERS = ("value",)
+
     def __init__(self, value=1.0):
         self.value = float(value)
 
     def evaluate(self, step):
         return np.full_like(step, self.value)
-
-    def get_config(self):
-        return {"value": self.value}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -95,24 +101,16 @@ class LinearWarmup(BetaSchedule):
     [0.0, 0.0, 0.5, 1.0, 1.0]
     """
 
+    PARAMETERS = ("start", "stop", "warmup_steps", "delay_steps")
+
     def __init__(self, start=0.0, stop=1.0, warmup_steps=1000, delay_steps=0):
-        if warmup_steps <= 0:
-            raise ValueError(f"warmup_steps must be > 0, got {warmup_steps}.")
-        if delay_steps < 0:
-            raise ValueError(f"delay_steps must be >= 0, got {delay_steps}.")
+        _require(warmup_steps > 0, "warmup_steps must be > 0", warmup_steps)
+        _require(delay_steps >= 0, "delay_steps must be >= 0", delay_steps)
         self.start, self.stop = float(start), float(stop)
         self.warmup_steps, self.delay_steps = int(warmup_steps), int(delay_steps)
 
     def evaluate(self, step):
         return _ramp(self.start, self.stop, (step - self.delay_steps) / self.warmup_steps)
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "stop": self.stop,
-            "warmup_steps": self.warmup_steps,
-            "delay_steps": self.delay_steps,
-        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -128,25 +126,17 @@ class Cyclical(BetaSchedule):
     [0.0, 0.5, 1.0, 1.0, 0.0]
     """
 
+    PARAMETERS = ("period", "ratio", "start", "stop")
+
     def __init__(self, period=1000, ratio=0.5, start=0.0, stop=1.0):
-        if period <= 0:
-            raise ValueError(f"period must be > 0, got {period}.")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}.")
-        self.period, self.ratio = int(period), float(ratio)
         self.start, self.stop = float(start), float(stop)
+        _require(period > 0, "period must be > 0", period)
+        _require(0.0 < ratio <= 1.0, "ratio must be in (0, 1]", ratio)
+        self.period, self.ratio = int(period), float(ratio)
 
     def evaluate(self, step):
         tau = np.mod(step, self.period) / self.period
         return _ramp(self.start, self.stop, tau / self.ratio)
-
-    def get_config(self):
-        return {
-            "period": self.period,
-            "ratio": self.ratio,
-            "start": self.start,
-            "stop": self.stop,
-        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -162,23 +152,16 @@ class Sigmoid(BetaSchedule):
     0.5
     """
 
+    PARAMETERS = ("start", "stop", "midpoint_steps", "width_steps")
+
     def __init__(self, start=0.0, stop=1.0, midpoint_steps=1000, width_steps=100):
-        if width_steps <= 0:
-            raise ValueError(f"width_steps must be > 0, got {width_steps}.")
+        _require(width_steps > 0, "width_steps must be > 0", width_steps)
         self.start, self.stop = float(start), float(stop)
         self.midpoint_steps, self.width_steps = int(midpoint_steps), float(width_steps)
 
     def evaluate(self, step):
         t = (step - self.midpoint_steps) / self.width_steps
         return self.start + (self.stop - self.start) / (1.0 + np.exp(-t))
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "stop": self.stop,
-            "midpoint_steps": self.midpoint_steps,
-            "width_steps": self.width_steps,
-        }
 
 
 _NAMES = {
@@ -188,17 +171,6 @@ _NAMES = {
     "cyclical": Cyclical,
     "sigmoid": Sigmoid,
 }
-
-
-#: The names `get` accepts.
-NAMES = tuple(_NAMES)
-
-
-def parameter_names(name):
-    """The constructor arguments of the schedule called `name`, e.g. ("value",)."""
-    if name not in _NAMES:
-        raise ValueError(f"Unknown beta schedule {name!r}: use one of {sorted(_NAMES)}.")
-    return tuple(inspect.signature(_NAMES[name]).parameters)
 
 
 def serialize(schedule):

@@ -17,7 +17,6 @@ nll / (D·ln 2), comparable only with other Bernoulli runs.
 """
 
 import argparse
-import pathlib
 
 import keras
 import numpy as np

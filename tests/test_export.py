@@ -18,6 +18,7 @@ from PIL import Image
 
 import keras_vae
 from export import ExportError
+from export import common
 from export import export_run
 from export import onnx_export
 from export import verify
@@ -444,3 +445,10 @@ def test_cli_format_spellings():
     assert formats() == ("savedmodel", "onnx", "litert", "web")
     assert formats("--format", "litert") == ("litert",)  # The spelling: a prefix.
     assert formats("--formats", "web,savedmodel") == ("onnx", "web", "savedmodel")
+
+
+def test_beta_facts_read_the_tagged_table_and_the_flat_one_of_older_runs():
+    tagged = {"beta": {"cyclical": {"period": 40}}}
+    assert common.beta_facts(tagged) == {"schedule": "cyclical", "config": {"period": 40}}
+    flat = {"beta": {"schedule": "linear", "warmup_steps": 100}}
+    assert common.beta_facts(flat)["schedule"] == "linear"

@@ -296,3 +296,12 @@ def test_cli_rejects_unknown_subcommands(capsys):
     assert cli.main(["trian"]) == 2
     assert "train" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
+
+
+def test_the_private_keras_fix_is_refused_on_an_unchecked_keras(monkeypatch):
+    from pipelines import distribution
+
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.raises(ValueError, match=r"--strategy multiworker relies on a fix checked with "
+                       r"Keras 3\.15\.x, not 3\.99\.0"):
+        distribution.make_strategy("multiworker")

@@ -64,6 +64,10 @@ DEFAULTS = {
         "strategy": "default",  # default | mirrored | multiworker
         "image_every": 1,  # Epochs between TensorBoard images; 0 for none.
         "update_freq": 50,  # Steps between per-step TensorBoard summaries; 0: none.
+        # Posterior-collapse alarm (keras_vae.monitoring.CollapseAlarm): warn when
+        # fewer latent dimensions are active, or they carry fewer nats each.
+        "collapse_active_units": 1,
+        "collapse_rate_per_unit": 0.1,
     },
 }
 
@@ -113,6 +117,8 @@ RANGES = {
     "train.steps_per_epoch": _at_least(1),
     "train.image_every": _at_least(0),  # 0: no pictures.
     "train.update_freq": _at_least(0),  # 0: epoch ends only.
+    "train.collapse_active_units": _at_least(0),  # 0 and 0.0: no alarm.
+    "train.collapse_rate_per_unit": _at_least(0),
 }
 
 
@@ -176,8 +182,10 @@ def _shown(value):
 
 
 #: Keys that may change without making a run a different run: where it is
-#: written, and how long it trains (raising epochs trains a run further).
-RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs")
+#: written, how long it trains (raising epochs trains a run further) and
+#: when it warns.
+RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
+                        "train.collapse_active_units", "train.collapse_rate_per_unit")
 
 
 def load_config(path=None, overrides=None, names=None):

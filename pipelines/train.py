@@ -37,8 +37,8 @@ from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
+from keras_vae import monitoring
 from keras_vae import schedules
-from keras_vae import tensorboard
 from pipelines import config as config_lib
 
 #: Feedback controllers: (class, required [beta] key, optional [beta] keys).
@@ -438,26 +438,22 @@ def _grid_images(config, sets, info):
     of several pictures (`training_views` gives FIXED_VIEWS per picture),
     otherwise the first training images (no second decoding of the data)."""
     if not info.random_crops:
-        return _images(sets["train"][2], tensorboard.GRID_COLUMNS)
+        return _images(sets["train"][2], plotting.GRID_COLUMNS)
     step = data_lib.FIXED_VIEWS
-    return _images(training_views(config), step * tensorboard.GRID_COLUMNS)[::step]
+    return _images(training_views(config), step * plotting.GRID_COLUMNS)[::step]
 
 
 def _save_images(model, images, train_images, folder, seed):
-    """images/: reconstructions of held-out and of training images, labelled,
-    then the prior samples and traversals."""
+    """images/: the labelled grids of TensorBoard's last epoch, as PNGs:
+    reconstructions of held-out and of training images, prior samples and
+    traversals."""
     stats = diagnostics.latent_statistics(model, images)
-    grids = tensorboard.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
-    for split, x in (("held_out", images), ("train", train_images)):
-        x = x[:tensorboard.GRID_COLUMNS]
-        plotting.labelled_comparison(
-            [x, np.asarray(model(x))], ["data", "reconstruction"],
-            folder / "images" / f"reconstructions_{split}.png",
-            title=f"{'Held-out' if split == 'held_out' else 'Training'} images "
-            "(posterior mean)",
-        )
-    for name in ("samples", "traversals"):
-        plotting.save_png(grids[name], folder / "images" / f"{name}.png")
+    grids = plotting.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
+    grids["reconstructions_held_out"] = grids.pop("reconstructions")
+    grids["reconstructions_train"] = plotting.reconstruction_grid(
+        model, train_images, title="Training images (posterior mean)")
+    for name, grid in grids.items():
+        plotting.save_png(grid, folder / "images" / f"{name}.png")
 
 
 def train(config, verbose=1, callbacks=()):
@@ -525,10 +521,14 @@ def train(config, verbose=1, callbacks=()):
     validation = sets.get("validation")
     controller = beta_cb if config["beta"]["schedule"] in CONTROLLERS else None
     saver = _SaveRun(out, "val_elbo" if validation else "elbo", state, controller)
-    board = tensorboard.VAETensorBoard(
+    board = monitoring.VAETensorBoard(
         out / "logs", _images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
         train_images=_grid_images(config, sets, info),
+    )
+    alarm = monitoring.CollapseAlarm(
+        min_active_units=t["collapse_active_units"],
+        min_rate_per_active_unit=t["collapse_rate_per_unit"], log_dir=out / "logs",
     )
     steps = sets["train"][1]
     try:
@@ -546,8 +546,9 @@ def train(config, verbose=1, callbacks=()):
                 verbose=verbose,
                 # The saver goes after the board, whose pictures draw from the
                 # model's seed generator: the checkpoint holds the state after them.
-                callbacks=[_StopOnNaN(out, t["learning_rate"]), beta_cb, board, saver,
-                           *callbacks],
+                # The alarm reads the active units the board adds to the logs.
+                callbacks=[_StopOnNaN(out, t["learning_rate"]), beta_cb, board, alarm,
+                           saver, *callbacks],
             )
     finally:
         board.close()
@@ -611,6 +612,10 @@ FLAGS = (
     ("--strategy", "train.strategy", str, ", ".join(STRATEGIES)),
     ("--image-every", "train.image_every", int, "epochs between TensorBoard images (0: none)"),
     ("--update-freq", "train.update_freq", int, "steps between per-step summaries (0: none)"),
+    ("--collapse-active-units", "train.collapse_active_units", int,
+     "posterior-collapse alarm: fewest active latent dimensions (0: off)"),
+    ("--collapse-rate-per-unit", "train.collapse_rate_per_unit", float,
+     "posterior-collapse alarm: fewest nats per active dimension (0: off)"),
 )
 #: {dotted config key: flag}, for the config's error messages.
 FLAG_NAMES = {key: flag for flag, key, _, _ in FLAGS}

@@ -188,3 +188,22 @@ def test_descriptions_cover_every_metric_the_model_logs():
         assert "[" in text and "]" in text  # The unit, in brackets.
     with pytest.raises(KeyError):
         monitoring.describe("no_such_metric")
+
+
+def test_keras_vae_train_raises_the_alarm_and_its_flags_set_the_thresholds(tmp_path, capfd):
+    from pipelines import train as train_lib
+
+    flags = ["--data", "digits", "--image-size", "8", "--channels", "1", "--latent-dim", "2",
+             "--filters", "4,8", "--likelihood", "bernoulli", "--steps-per-epoch", "5",
+             "--epochs", "2", "--beta-schedule", "constant", "--beta", "30", "-q",
+             "--output-dir", str(tmp_path)]
+    assert train_lib.main([*flags, "--run-name", "collapsed"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("keras-vae: warning: posterior collapse at epoch 1:") == 1, err
+    assert "--free-bits" in err
+    assert _alarm_texts(tmp_path / "collapsed" / "logs")[0][0] == 0
+    # The thresholds are flags; 0 and 0 switch the alarm off.
+    off = ["--collapse-active-units", "0", "--collapse-rate-per-unit", "0", "--run-name", "off"]
+    assert train_lib.main([*flags, *off]) == 0
+    assert "posterior collapse" not in capfd.readouterr().err
+    assert _alarm_texts(tmp_path / "off" / "logs") == []

@@ -400,9 +400,10 @@ class CollapseAlarm(keras.callbacks.Callback):
             "callbacks.BetaScheduler(schedules.LinearWarmup(1000)))",
             f"a lower β (now {beta:g})",
         ]
-        if model.likelihood.is_density:
-            remedies.append("a calibrated σ (--likelihood gaussian_optimal or "
-                            "gaussian_learned) instead of a fixed one that is too large")
+        sigma = getattr(model.likelihood, "sigma", None)
+        if isinstance(sigma, int | float):  # A fixed σ: β's meaning hinges on it.
+            remedies.append(f"a calibrated σ (--likelihood gaussian_optimal or "
+                            f"gaussian_learned) instead of the fixed σ = {sigma:g}")
         measured = (f"{active} of {model.latent_dim} latent dimensions active (threshold "
                     f"{self.min_active_units}), {per_unit:.3f} nats per active dimension "
                     f"(threshold {self.min_rate_per_active_unit:g})")

@@ -179,6 +179,19 @@ def test_collapse_alarm_round_trips_and_checks_its_thresholds(tmp_path):
         lonely.on_epoch_end(0, {})
 
 
+@pytest.mark.parametrize("likelihood, calibrate", [
+    ("gaussian:0.7", True), ("gaussian_optimal", False), ("bernoulli", False)])
+def test_the_alarm_offers_a_calibrated_sigma_only_for_a_fixed_one(likelihood, calibrate):
+    if likelihood.startswith("gaussian:"):
+        likelihood = keras_vae.likelihoods.Gaussian(sigma=float(likelihood.partition(":")[2]))
+    model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, filters=(4,), likelihood=likelihood)
+    alarm = monitoring.CollapseAlarm()
+    alarm.set_model(model)
+    text = alarm.message(3, 0, 0.0, {"val_rate": 0.02})
+    assert text.startswith("posterior collapse at epoch 4: 0 of 2 latent dimensions active")
+    assert ("fixed σ = 0.7" in text) == calibrate and ("gaussian_optimal" in text) == calibrate
+
+
 def test_descriptions_cover_every_metric_the_model_logs():
     model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, filters=(4,),
                                      likelihood="gaussian_learned")

@@ -256,7 +256,7 @@ def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
             title="Prior samples z ~ N(0, I), decoded (likelihood mean)"),
         "traversals": labelled_grid(
             traversals, [f"z{d}: {kl_per_dim[d]:.2f} nats" for d in dims],
-            title="Traversals of a held-out image's code, highest-KL dimensions first",
+            title="Traversals of a held-out code (columns: z_d in prior s.d.), highest KL first",
             column_labels=[f"{v:+.1f}" for v in TRAVERSAL_VALUES]),
     }
 

@@ -34,6 +34,7 @@ steps on fixed images, never in the train step.
 """
 
 import dataclasses
+import functools
 import sys
 
 import keras
@@ -44,6 +45,7 @@ from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 
 from keras_vae import diagnostics
 from keras_vae import evaluation
+from keras_vae import files
 from keras_vae import plotting
 
 _PACKAGE = "keras_vae"
@@ -215,6 +217,21 @@ def custom_scalars_layout():
     ])
 
 
+def _writes(method):
+    """A full disk or a missing permission while TensorBoard writes ends in
+    one OSError naming `self.log_dir` (see `files.raise_write_error`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except tf.errors.OpError as error:
+            files.raise_write_error(error, self.log_dir)
+            raise
+
+    return wrapper
+
+
 class VAETensorBoard(keras.callbacks.Callback):
     """Writes the summaries listed in this module's docstring to `log_dir`.
 
@@ -253,6 +270,7 @@ class VAETensorBoard(keras.callbacks.Callback):
             self._file = tf.summary.create_file_writer(self.log_dir)
         return self._file
 
+    @_writes
     def close(self):
         """Flushes and closes the event file; safe to call twice."""
         if self._file is not None:
@@ -282,11 +300,13 @@ class VAETensorBoard(keras.callbacks.Callback):
             if norms["distortion"] > 0:
                 _scalar("gradients/grad_ratio", norms["beta_rate"] / norms["distortion"])
 
+    @_writes
     def on_train_begin(self, logs=None):
         with self._writer.as_default(step=0):
             tf.summary.experimental.write_raw_pb(
                 custom_scalar_summary.pb(custom_scalars_layout()).SerializeToString())
 
+    @_writes
     def on_train_batch_end(self, batch, logs=None):
         if not self.update_freq:
             return
@@ -298,6 +318,7 @@ class VAETensorBoard(keras.callbacks.Callback):
             _scalar("train_batch/learning_rate", self._learning_rate())
         self._gradient_norms(step)
 
+    @_writes
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         stats = diagnostics.latent_statistics(self.model, self.images)
@@ -413,6 +434,7 @@ class CollapseAlarm(keras.callbacks.Callback):
                 f"and reconstructs every image as about the same mean image. Remedies: "
                 f"{'; '.join(remedies)}.")
 
+    @_writes
     def _raise(self, epoch, active, per_unit, logs):
         text = self.message(epoch, active, per_unit, logs)
         self.alarms.append((epoch, text))

@@ -35,6 +35,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from keras_vae import files
+from keras_vae import monitoring
 from keras_vae import plotting
 from pipelines import config as config_lib
 from pipelines import train as train_lib
@@ -170,10 +171,11 @@ _HPARAMS = [
     hp.HParam("latent_dim", display_name="latent size"),
 ]
 _HP_METRICS = [
-    hp.Metric("rate", display_name="validation rate (nats)"),
-    hp.Metric("distortion", display_name="validation distortion (nats)"),
-    hp.Metric("elbo", display_name="validation ELBO (nats)"),
-    hp.Metric("active_units", display_name="active units"),
+    hp.Metric(name, display_name=title, description=monitoring.describe(name))
+    for name, title in (("rate", "validation rate (nats)"),
+                        ("distortion", "validation distortion (nats)"),
+                        ("elbo", "validation ELBO (nats)"),
+                        ("active_units", "active units"))
 ]
 
 

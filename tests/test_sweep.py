@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins.hparams import metadata
 
+from keras_vae import monitoring
 from pipelines import sweep
 
 TINY = ["--data", "digits", "--image-size", "8", "--channels", "1", "--epochs", "1",
@@ -70,6 +71,8 @@ def test_each_run_is_an_hparams_session_with_its_final_metrics(swept):
         assert session.hparams["latent_dim"].number_value == 4
         experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
         assert {m.name.tag for m in experiment.metric_infos} == set(sweep.METRICS)
+        for info in experiment.metric_infos:  # The words of keras_vae.monitoring.METRICS.
+            assert info.description == monitoring.describe(info.name.tag)
         rate = tf.make_ndarray(events.Tensors("rate")[0].tensor_proto)
         assert rate == pytest.approx(float(row["rate"]), rel=1e-6)
 

@@ -199,6 +199,15 @@ def _raise_with_path(error, path, written):
     raise OSError(code, message) from error
 
 
+def raise_write_error(error, folder):
+    """Re-raises `error` (any type: TensorFlow's summary writer raises its
+    own) as one OSError naming `folder` if a full disk or a permission
+    caused it, with the bytes written to `folder`; returns otherwise."""
+    folder = pathlib.Path(folder)
+    written = sum(_size(p) for p in folder.glob("*")) if folder.is_dir() else 0
+    _raise_with_path(error, folder, written)
+
+
 def _megabytes(size):
     return f"{size / 1e6:.1f} MB"
 

@@ -1,7 +1,9 @@
-"""Pictures of a VAE: image grids, latent traversals and rate–distortion plots.
+"""Pictures of a VAE: labelled image grids, latent traversals and rate–distortion plots.
 
 Grids are uint8 RGB arrays [H', W', 3] (grayscale images are repeated over
-three channels) separated by white padding; every file is written atomically
+three channels) separated by white padding. Labelled grids enlarge small
+images nearest-neighbour and carry their labels as pixels, so a grid reads
+alike as a PNG and as a TensorBoard image. Every file is written atomically
 (to a temporary file in the same folder, then `os.replace`), so an interrupted
 run never leaves a truncated PNG that looks valid.
 """
@@ -142,28 +144,126 @@ def save_figure(figure, path, dpi=150):
         plt.close(figure)
 
 
+#: Pictures smaller than this (px) are enlarged, nearest-neighbour, to be seen.
+MIN_SIDE = 64
+#: Size of the labels drawn into labelled grids, px.
+FONT_SIZE = 13
+_INK = (0, 0, 0)
+
+
+def visible(images, min_side=MIN_SIDE):
+    """`images` [N, H, W, C] repeated nearest-neighbour to at least `min_side` px.
+
+    An integer factor, so every pixel stays a crisp square: an 8×8 digit
+    becomes 64×64 instead of a blur or a speck.
+    """
+    images = np.asarray(images, dtype="float32")
+    factor = max(1, -(-min_side // images.shape[1]))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def labelled_grid(rows, labels, title=None, column_labels=None, pad=1, min_side=MIN_SIDE):
+    """A `comparison_grid` of `rows` with a text label left of each row, uint8 RGB.
+
+    Images are enlarged nearest-neighbour to at least `min_side` px (see
+    `visible`); `title` goes above the grid and `column_labels` (one per
+    column) between the title and the first row. The labels are pixels, so
+    the same array reads alike as a PNG and as a TensorBoard image.
+    """
+    from PIL import Image, ImageDraw
+
+    if len(labels) != len(rows):
+        raise ValueError(f"Got {len(rows)} rows but {len(labels)} labels.")
+    grid = comparison_grid([visible(r, min_side) for r in rows], pad=pad)
+    font = _font()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def width(text):
+        return int(measure.textlength(str(text), font=font))
+
+    line = FONT_SIZE + 6
+    margin = 8 + max([width(label) for label in labels] + [0])
+    top = (line if title else 0) + (line if column_labels is not None else 0)
+    total_width = max(margin + grid.shape[1], width(title or "") + 8)
+    canvas = Image.new("RGB", (total_width, top + grid.shape[0]), (PAD_VALUE,) * 3)
+    canvas.paste(Image.fromarray(grid), (margin, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((4, 3), title, fill=_INK, font=font)
+    cell_height = (grid.shape[0] - pad) / len(rows)
+    for i, label in enumerate(labels):
+        middle = top + pad / 2 + cell_height * (i + 0.5)
+        draw.text((margin - 4, middle), str(label), fill=_INK, font=font, anchor="rm")
+    if column_labels is not None:
+        ncols = max(len(r) for r in rows)
+        cell_width = (grid.shape[1] - pad) / ncols
+        for j, label in enumerate(column_labels[:ncols]):
+            centre = margin + pad / 2 + cell_width * (j + 0.5)
+            draw.text((centre, top - 3), str(label), fill=_INK, font=font, anchor="ms")
+    return np.asarray(canvas)
+
+
 def labelled_comparison(rows, labels, path, title=None, pad=1):
-    """Saves a `comparison_grid` of `rows` with one text label left of each row.
+    """Saves a `labelled_grid` of `rows` (one text label left of each row) as PNG.
 
     Pixels stay crisp (nearest-neighbour) however small the images are.
     """
-    if len(labels) != len(rows):
-        raise ValueError(f"Got {len(rows)} rows but {len(labels)} labels.")
-    grid = comparison_grid(rows, pad=pad)
-    cell = (grid.shape[0] - pad) / len(rows)
-    # About 0.45 inch per row; `save_figure` adds room for labels and title.
-    height = 0.45 * len(rows)
-    figure, axes = plt.subplots(figsize=(height * grid.shape[1] / grid.shape[0], height))
-    axes.set_position((0, 0, 1, 1))
-    axes.imshow(grid, interpolation="nearest")
-    axes.set_xticks([])
-    axes.set_yticks([pad / 2 + cell * (i + 0.5) for i in range(len(rows))], labels)
-    axes.tick_params(axis="y", length=0)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    if title:
-        axes.set_title(title, fontsize=10)
-    return save_figure(figure, path)
+    return save_png(labelled_grid(rows, labels, title=title, pad=pad), path)
+
+
+#: Images per row of the reconstruction and sample grids.
+GRID_COLUMNS = 8
+#: Where traversals sweep each latent dimension, in prior standard deviations.
+TRAVERSAL_VALUES = np.linspace(-2.5, 2.5, GRID_COLUMNS)
+
+
+def reconstruction_grid(model, images, title=None):
+    """The first GRID_COLUMNS `images` (row "data") above their reconstructions
+    (row "reconstruction": the likelihood mean at the posterior mean), labelled."""
+    x = np.asarray(images[:GRID_COLUMNS], dtype="float32")
+    return labelled_grid([x, np.asarray(model(x))], ["data", "reconstruction"], title=title)
+
+
+def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
+    """Three labelled uint8 RGB grids [H', W', 3] that show what a VAE learned.
+
+    Returns a dict:
+        reconstructions: the first GRID_COLUMNS `images` above their
+            reconstructions.
+        samples: 2·GRID_COLUMNS decoded prior samples (fixed by `seed`).
+        traversals: one row per latent dimension, the `num_dims` with the
+            highest KL (`kl_per_dim`, nats) first, each labelled with its KL:
+            the first image's posterior mean with that dimension swept over
+            TRAVERSAL_VALUES (prior standard deviations, the column labels).
+    """
+    x = np.asarray(images[:GRID_COLUMNS], dtype="float32")
+    kl_per_dim = np.asarray(kl_per_dim)
+    dims = [int(d) for d in np.argsort(-kl_per_dim)[:num_dims]]
+    z = model.posterior_factors(x[:1]).loc.numpy()[0]
+    samples = np.asarray(model.sample(2 * GRID_COLUMNS, seed=seed))
+    traversals = _rows(latent_traversals(model, z, dims, TRAVERSAL_VALUES), len(dims))
+    return {
+        "reconstructions": reconstruction_grid(
+            model, x, title="Held-out images (posterior mean)"),
+        "samples": labelled_grid(
+            [samples[:GRID_COLUMNS], samples[GRID_COLUMNS:]], ["samples", "samples"],
+            title="Prior samples z ~ N(0, I), decoded (likelihood mean)"),
+        "traversals": labelled_grid(
+            traversals, [f"z{d}: {kl_per_dim[d]:.2f} nats" for d in dims],
+            title="Traversals of a held-out code (columns: z_d in prior s.d.), highest KL first",
+            column_labels=[f"{v:+.1f}" for v in TRAVERSAL_VALUES]),
+    }
+
+
+def _rows(images, num_rows):
+    """[R·N, H, W, C] -> a list of R arrays [N, H, W, C] (row-major)."""
+    return list(np.asarray(images).reshape(num_rows, -1, *np.shape(images)[1:]))
 
 
 #: Label offsets (points) of the β labels, one per latent size, so labels

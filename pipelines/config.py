@@ -34,8 +34,10 @@ DEFAULTS = {t: dataclasses.asdict(cls()) for t, cls in TABLES.items()}
 DEFAULTS["beta"] = beta_lib.resolve({"schedule": Beta.schedule}, BETA_DEFAULTS)
 
 #: Keys that may change without making a run a different run: where it is
-#: written, and how long it trains (raising epochs trains a run further).
-RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs")
+#: written, how long it trains (raising epochs trains a run further) and
+#: when it warns.
+RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
+                        "train.collapse_active_units", "train.collapse_rate_per_unit")
 
 
 def value_type(field):

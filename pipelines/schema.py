@@ -122,6 +122,11 @@ class Train:
                               check=at_least(0))
     update_freq: int = option(50, "steps between per-step TensorBoard summaries (0: none)",
                               check=at_least(0))
+    # The posterior-collapse alarm (keras_vae.monitoring.CollapseAlarm); 0 and 0 turn it off.
+    collapse_active_units: int = option(1, "posterior-collapse alarm: fewest active latent "
+                                        "dimensions (0: off)", check=at_least(0))
+    collapse_rate_per_unit: float = option(0.1, "posterior-collapse alarm: fewest nats per "
+                                           "active dimension (0: off)", check=at_least(0))
 
 
 #: Table name -> its dataclass.

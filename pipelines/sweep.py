@@ -34,6 +34,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from keras_vae import files
+from keras_vae import monitoring
 from keras_vae import plotting
 from pipelines import cli
 from pipelines import config as config_lib
@@ -101,7 +102,8 @@ def run_name(beta, latent_dim=None):
 
 
 def sweep_configs(args):
-    """The sweep folder and one resolved config per run, β fastest."""
+    """The sweep folder and one resolved config per run, β fastest and
+    ascending: TensorBoard lists and colours runs in the order they started."""
     given = flags.overrides(args)
     base = config_lib.load_config(args.config, given, flags.FLAG_NAMES)
     if not base["data"]["validation_split"] > 0:
@@ -109,7 +111,7 @@ def sweep_configs(args):
     folder = pathlib.Path(base["train"]["output_dir"]) / args.sweep_name
     configs = []
     for latent_dim in args.latent_dims or [None]:
-        for beta in args.betas:
+        for beta in sorted(args.betas):
             configs.append(config_lib.load_config(args.config, {
                 **given,
                 "beta.schedule": "constant",
@@ -157,8 +159,11 @@ _HPARAMS = [
     hp.HParam("beta", display_name="β"),
     hp.HParam("latent_dim", display_name="latent size"),
 ]
-_HP_METRICS = [hp.Metric(name, display_name=f"validation {shown}" if name in runfolder.BOUND_TERMS
-                         else shown) for name, shown in runfolder.METRIC_NAMES.items()]
+_HP_METRICS = [
+    hp.Metric(name, display_name=f"validation {shown}" if name in runfolder.BOUND_TERMS
+              else shown, description=monitoring.describe(name))
+    for name, shown in runfolder.METRIC_NAMES.items()
+]
 
 
 def write_hparams(result):
@@ -166,14 +171,14 @@ def write_hparams(result):
     and the final validation numbers (metrics.json) as its metrics.
 
     The experiment config goes with every session, so any subset of the
-    sweep's runs shows in TensorBoard. The file is replaced, not appended
-    to, on every sweep: the top level of logs/ holds only this file (the
-    training curves are in logs/train and logs/validation).
+    sweep's runs shows in TensorBoard. The session shares logs/ with the
+    training curves, so each run is one TensorBoard entry; its file (suffix
+    `.hparams`) is replaced, not appended to, on every sweep.
     """
     logs = result.folder / runfolder.LOGS
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=logs, prefix=".hparams-") as temp:
-        writer = tf.summary.create_file_writer(temp)
+        writer = tf.summary.create_file_writer(temp, filename_suffix=".hparams")
         with writer.as_default(step=0):
             hp.hparams_config(hparams=_HPARAMS, metrics=_HP_METRICS)
             hp.hparams({"beta": result.beta, "latent_dim": result.latent_dim},
@@ -181,7 +186,7 @@ def write_hparams(result):
             for name, value in result.metrics.items():
                 tf.summary.scalar(name, value)
         writer.close()
-        for old in logs.glob("events.out.tfevents.*"):
+        for old in logs.glob("events.out.tfevents.*.hparams"):
             old.unlink()
         for new in pathlib.Path(temp).iterdir():
             new.replace(logs / new.name)

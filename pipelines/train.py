@@ -23,7 +23,7 @@ from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
-from keras_vae import tensorboard
+from keras_vae import monitoring
 from pipelines import beta as beta_lib
 from pipelines import callbacks as callbacks_lib
 from pipelines import checkpoints
@@ -82,27 +82,23 @@ def _grid_images(config, sets, info):
     of several pictures (`training_views` gives FIXED_VIEWS per picture),
     otherwise the first training images (no second decoding of the data)."""
     if not info.random_crops:
-        return datasets.first_images(sets["train"][2], tensorboard.GRID_COLUMNS)
+        return datasets.first_images(sets["train"][2], plotting.GRID_COLUMNS)
     step = data_lib.FIXED_VIEWS
     views = datasets.training_views(config)
-    return datasets.first_images(views, step * tensorboard.GRID_COLUMNS)[::step]
+    return datasets.first_images(views, step * plotting.GRID_COLUMNS)[::step]
 
 
 def _save_images(model, images, train_images, folder, seed):
-    """images/: reconstructions of held-out and of training images, labelled,
-    then the prior samples and traversals."""
+    """images/: the labelled grids of TensorBoard's last epoch, as PNGs:
+    reconstructions of held-out and of training images, prior samples and
+    traversals."""
     stats = diagnostics.latent_statistics(model, images)
-    grids = tensorboard.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
-    for split, x in (("held_out", images), ("train", train_images)):
-        x = x[:tensorboard.GRID_COLUMNS]
-        plotting.labelled_comparison(
-            [x, np.asarray(model(x))], ["data", "reconstruction"],
-            folder / runfolder.IMAGES / f"reconstructions_{split}.png",
-            title=f"{'Held-out' if split == 'held_out' else 'Training'} images "
-            "(posterior mean)",
-        )
-    for name in ("samples", "traversals"):
-        plotting.save_png(grids[name], folder / runfolder.IMAGES / f"{name}.png")
+    grids = plotting.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
+    grids["reconstructions_held_out"] = grids.pop("reconstructions")
+    grids["reconstructions_train"] = plotting.reconstruction_grid(
+        model, train_images, title="Training images (posterior mean)")
+    for name, grid in grids.items():
+        plotting.save_png(grid, folder / runfolder.IMAGES / f"{name}.png")
 
 
 def _build(config, info, beta0):
@@ -177,11 +173,15 @@ def train(config, verbose=1, callbacks=()):
     validation = sets.get("validation")
     controller = beta_cb if beta_lib.entry(config["beta"]["schedule"]).controller else None
     saver = callbacks_lib.SaveRun(out, "val_elbo" if validation else "elbo", state, controller)
-    board = tensorboard.VAETensorBoard(
+    board = monitoring.VAETensorBoard(
         out / runfolder.LOGS,
         datasets.first_images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
         train_images=_grid_images(config, sets, info),
+    )
+    alarm = monitoring.CollapseAlarm(
+        min_active_units=t["collapse_active_units"],
+        min_rate_per_active_unit=t["collapse_rate_per_unit"], log_dir=out / runfolder.LOGS,
     )
     steps = sets["train"][1]
     try:
@@ -195,12 +195,13 @@ def train(config, verbose=1, callbacks=()):
                 epochs=t["epochs"], steps_per_epoch=steps,
                 validation_data=validation and validation[0],
                 validation_steps=validation and validation[1],
-                shuffle=False,  # make_datasets shuffles.
+                shuffle=False,  # datasets.from_config shuffles.
                 verbose=verbose,
                 # The saver goes after the board, whose pictures draw from the
                 # model's seed generator: the checkpoint holds the state after them.
+                # The alarm reads the active units the board adds to the logs.
                 callbacks=[callbacks_lib.StopOnNaN(out, t["learning_rate"]), beta_cb, board,
-                           saver, *callbacks],
+                           alarm, saver, *callbacks],
             )
     finally:
         board.close()

@@ -113,24 +113,25 @@ def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
         assert m["elbo"] == pytest.approx(-(m["distortion"] + m["rate"]), rel=1e-5)
         assert m["rate"] >= 0 and 0 <= m["active_units"] <= 2
 
-    train_events = read_events(folder / "logs" / "train")
-    val_events = read_events(folder / "logs" / "validation")
-    for term in ("loss", "distortion", "rate", "elbo", "beta", "learning_rate"):
-        assert train_events[f"epoch_{term}"] == ("scalars", [0, 1])
-        assert train_events[f"batch_{term}"] == ("scalars", [2, 4, 6, 8, 10])
-    for name in ("distortion", "beta_rate"):
-        assert train_events[f"grad_norm/{name}"][0] == "scalars"
-    for term in ("loss", "distortion", "rate", "elbo", "beta"):
-        assert val_events[f"epoch_{term}"] == ("scalars", [0, 1])
-    assert val_events["kl_per_dim"] == ("histograms", [0, 1])
-    assert val_events["active_units"] == ("scalars", [0, 1])
-    for name in ("reconstructions", "samples", "traversals"):
-        assert val_events[name] == ("images", [0, 1])
-    # Training images are reconstructed beside the held-out ones, in the train run.
-    assert train_events["reconstructions"] == ("images", [0, 1])
+    # One TensorBoard run per training run: train and validation are tag groups.
+    events = read_events(folder / "logs")
+    for term in ("loss", "distortion", "rate", "elbo", "mse", "psnr", "bits_per_dim", "beta",
+                 "learning_rate"):
+        assert events[f"train/{term}"] == ("scalars", [0, 1])
+        assert events[f"train_batch/{term}"] == ("scalars", [2, 4, 6, 8, 10])
+    for name in ("grad_norm_distortion", "grad_norm_beta_rate", "grad_ratio"):
+        assert events[f"gradients/{name}"][0] == "scalars"
+    for term in ("loss", "distortion", "rate", "elbo", "mse", "psnr", "bits_per_dim",
+                 "active_units", "rate_per_active_unit"):
+        assert events[f"validation/{term}"] == ("scalars", [0, 1])
+    assert events["validation/kl_per_dim"] == ("histograms", [0, 1])
+    # Training images are reconstructed beside the held-out ones.
+    for name in ("held_out_reconstructions", "train_reconstructions", "samples", "traversals"):
+        assert events[f"images/{name}"] == ("images", [0, 1])
+    assert events["custom_scalars__config__"][0] == "custom_scalars"
     acc = event_accumulator.EventAccumulator(
-        str(folder / "logs" / "train"), size_guidance={event_accumulator.TENSORS: 0}).Reload()
-    width, height = acc.Tensors("reconstructions")[-1].tensor_proto.string_val[:2]
+        str(folder / "logs"), size_guidance={event_accumulator.TENSORS: 0}).Reload()
+    width, height = acc.Tensors("images/train_reconstructions")[-1].tensor_proto.string_val[:2]
     assert int(height) >= 2 * 64  # 8×8 digits enlarged to be seen: two rows of >= 64 px.
 
 
@@ -172,8 +173,8 @@ def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
     # The optimizer step was restored, so the β warm-up went on: β was last
     # set before step 19 of 20 (0-based), to 19/40.
     assert metrics["train"]["beta"] == pytest.approx(19 / 40)
-    events = read_events(folder / "logs" / "validation")
-    assert events["epoch_loss"][1] == [0, 1, 2, 3]  # No epoch logged twice.
+    events = read_events(folder / "logs")
+    assert events["validation/loss"][1] == [0, 1, 2, 3]  # No epoch logged twice.
 
     counter = _Count()
     assert train_lib.train(config, verbose=0, callbacks=[counter]) == folder

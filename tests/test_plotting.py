@@ -116,3 +116,21 @@ def test_save_png_round_trips_and_leaves_nothing_on_error(tmp_path, monkeypatch)
     assert os.listdir(path.parent) == ["grid.png"]
     with pytest.raises(ValueError, match="uint8"):
         plotting.save_png(np.zeros((2, 2, 3), "float32"), tmp_path / "b.png")
+
+
+def test_labelled_grid_enlarges_small_images_and_draws_its_labels():
+    data = np.zeros((3, 8, 8, 1), "float32")
+    data[:, 0, 0] = 1.0  # The top-left pixel of each image is white.
+    grid = plotting.labelled_grid([data, data], ["data", "reconstruction"], title="Title",
+                                  column_labels=["a", "b", "c"])
+    # 8 px → 64 px cells (factor 8, nearest-neighbour), 1 px padding; the grid
+    # sits bottom right, labels to its left and the title above.
+    height, width = 2 * 65 + 1, 3 * 65 + 1
+    top, left = grid.shape[0] - height, grid.shape[1] - width
+    assert top > 2 * plotting.FONT_SIZE and left > 50
+    cell = grid[top + 66:top + 130, left + 131:left + 195]  # Row 2, column 3.
+    assert (cell[:8, :8] == 255).all() and (cell[8:, :] == 0).all() and (cell[:, 8:] == 0).all()
+    # The label margin and the title strip hold ink (text), not only padding.
+    assert (grid[top:, :left] < 128).any() and (grid[:top, :] < 128).any()
+    with pytest.raises(ValueError, match="2 rows but 1 labels"):
+        plotting.labelled_grid([data, data], ["data"])

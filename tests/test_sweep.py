@@ -6,9 +6,13 @@ import math
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins.hparams import metadata
 
+from keras_vae import monitoring
 from pipelines import sweep
 
 TINY = ["--data", "digits", "--image-size", "8", "--channels", "1", "--epochs", "1",
@@ -18,7 +22,7 @@ TINY = ["--data", "digits", "--image-size", "8", "--channels", "1", "--epochs", 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     output = tmp_path_factory.mktemp("sweeps")
-    argv = [*TINY, "--betas", "0,1", "--latent-dims", "4", "--output-dir", str(output),
+    argv = [*TINY, "--betas", "1,0", "--latent-dims", "4", "--output-dir", str(output),
             "--sweep-name", "tiny"]
     assert sweep.main(argv) == 0
     return output / "tiny", argv
@@ -67,8 +71,21 @@ def test_each_run_is_an_hparams_session_with_its_final_metrics(swept):
         assert session.hparams["latent_dim"].number_value == 4
         experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
         assert {m.name.tag for m in experiment.metric_infos} == set(sweep.METRICS)
+        for info in experiment.metric_infos:  # The words of keras_vae.monitoring.METRICS.
+            assert info.description == monitoring.describe(info.name.tag)
         rate = tf.make_ndarray(events.Tensors("rate")[0].tensor_proto)
         assert rate == pytest.approx(float(row["rate"]), rel=1e-6)
+
+
+def test_tensorboard_shows_one_run_per_beta_in_beta_order(swept):
+    folder, _ = swept
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(folder / "runs")).Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(folder / "runs"))
+    runs = provider.list_runs(context.RequestContext(), experiment_id="")
+    # TensorBoard orders (and colours) runs by start time: --betas 1,0 trains β = 0 first.
+    assert [r.run_name for r in sorted(runs, key=lambda r: r.start_time)] == [
+        "beta-0-z4/logs", "beta-1-z4/logs"]
 
 
 def test_rerunning_the_sweep_skips_finished_runs(swept):
@@ -79,7 +96,7 @@ def test_rerunning_the_sweep_skips_finished_runs(swept):
     assert sweep.main(argv) == 0
     assert [m.stat().st_mtime_ns for m in models] == stamps  # not retrained
     assert _table(folder) == before
-    assert len(list((folder / "runs" / "beta-0-z4" / "logs").glob("events.*"))) == 1
+    assert len(list((folder / "runs" / "beta-0-z4" / "logs").glob("events.*.hparams"))) == 1
 
 
 def test_a_failed_run_is_reported_and_the_exit_status_is_1(tmp_path, capsys):

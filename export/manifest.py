@@ -69,6 +69,9 @@ def model_facts(model, beta):
         "beta_config": beta["config"],
         "beta_final": float(model.beta.numpy()),
         "objective": model.objective,
+        # The networks' training precision; every exported artifact is float32
+        # (or the LiteRT precision its name says) whatever it was.
+        "training_precision": model.precision,
     }
 
 

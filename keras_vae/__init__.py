@@ -4,7 +4,7 @@ Rate (KL, nats per image) and distortion (negative log-likelihood, nats per
 image) are reported separately; β weights the rate in the loss.
 """
 
-from keras_vae import callbacks, likelihoods, schedules
+from keras_vae import callbacks, likelihoods, precision, schedules
 from keras_vae.architectures import build_conv_vae, build_decoder, build_encoder
 from keras_vae.vae import VAE
 
@@ -17,5 +17,6 @@ __all__ = [
     "build_encoder",
     "callbacks",
     "likelihoods",
+    "precision",
     "schedules",
 ]

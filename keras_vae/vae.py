@@ -284,6 +284,13 @@ class VAE(keras.Model):
         ):
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
 
+    def compile_from_config(self, config):
+        """What `keras.saving.load_model` calls: `compile` (this one, so a
+        float16 model gets its loss scaling back), then builds the optimizer."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # -- Input checks: one-line errors before TensorFlow sees bad data ------
 
     def check_input(self, x):

@@ -89,7 +89,7 @@ def test_bfloat16_metrics_match_float32_on_the_same_weights(digits):
     assert iwae[1] == pytest.approx(iwae[0], rel=BF16_RELATIVE_TOLERANCE)
 
 
-def test_float16_training_uses_loss_scaling(digits):
+def test_float16_training_uses_loss_scaling(digits, tmp_path):
     model = build(digits, "mixed_float16")
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -97,6 +97,10 @@ def test_float16_training_uses_loss_scaling(digits):
     history = model.fit(digits[:128], epochs=1, batch_size=32, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    model.save(tmp_path / "model.keras")  # Loading compiles it again, loss scaling included.
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
     # float32 models keep the optimizer they were given.
     plain = build(digits, "float32")
     plain.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -111,7 +115,7 @@ def test_export_of_a_bfloat16_model_is_float32(digits, tmp_path):
     model.fit(digits[:128], epochs=1, batch_size=32, verbose=0)
     model.save(run_dir / "model.keras")
     manifest = export_run(run_dir, formats=("onnx",), verbose=False)
-    assert manifest["model"]["training_precision"] == "mixed_bfloat16"
+    assert manifest["model"]["training_precision"] == {"policy": "mixed_bfloat16"}
     session = onnxruntime.InferenceSession(str(run_dir / "export" / "decoder.onnx"))
     (output,) = session.get_outputs()
     assert output.type == "tensor(float)"
@@ -124,3 +128,4 @@ def test_export_of_a_bfloat16_model_is_float32(digits, tmp_path):
     for diffs in manifest["artifacts"]["decoder.onnx"]["parity"].values():
         if isinstance(diffs, dict):
             assert max(diffs.values()) <= 1e-4
+

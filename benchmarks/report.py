@@ -197,8 +197,11 @@ float32 seed shows how far two float32 runs land apart by chance alone.
 
 {xla}
 
-Keras's `jit_compile="auto"` (what `keras-vae train` uses) leaves XLA off on
-a CPU-only machine; keep it off on CPU.
+Timed at one size only, because compiled steps are slow enough here to
+dominate the run's length (a variant whose step took over
+{harness.SLOW_STEPS}× the timing length is timed by its warm-up step alone:
+`timed_rounds` 0 in the CSV). Keras's `jit_compile="auto"` (what `keras-vae
+train` uses) leaves XLA off on a CPU-only machine; keep it off on CPU.
 ''' if xla else ''}
 ## Input pipeline
 

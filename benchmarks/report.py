@@ -69,24 +69,48 @@ def xla_table(rows):
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def _change(value, base):
+    return (value - base) / abs(base)
+
+
+def _float32_of(elbos, seed):
+    return next(e for e in elbos if e["seed"] == seed and e["precision"] == "float32")
+
+
 def elbo_table(elbos):
-    """Markdown: validation ELBO after the same steps, against float32 seed 0."""
+    """Markdown: validation ELBO after the same steps, against float32 of the same seed."""
     if not elbos:
         return ""
-    base = elbos[0]["validation_elbo"]
     lines = [
         "| architecture | precision | policy | seed | steps × batch | validation ELBO "
-        "(nats/image) | vs float32 seed 0 | training (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "(nats/image) | vs float32, same seed | these weights scored in auto | training (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for e in elbos:
-        change = (e["validation_elbo"] - base) / abs(base)
+        base = _float32_of(elbos, e["seed"])["validation_elbo"]
+        same = e.get("same_weights_auto_elbo")
+        same = "–" if same is None else (
+            f"{same:.1f} ({100 * _change(same, e['validation_elbo']):+.3f} %)")
         lines.append(
             f"| {e['architecture']} | {e['precision']} | {e['policy']} | {e['seed']} "
             f"| {e['steps']} × {e['batch_size']} | {e['validation_elbo']:.1f} "
-            f"| {100 * change:+.2f} % | {e['train_s']:.0f} |"
+            f"| {100 * _change(e['validation_elbo'], base):+.2f} % | {same} "
+            f"| {e['train_s']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def elbo_changes(elbos):
+    """(auto vs float32 per seed, float32 seed vs seed, same weights auto vs
+    float32), relative changes of the validation ELBO."""
+    seeds = sorted({e["seed"] for e in elbos})
+    f32 = {s: _float32_of(elbos, s)["validation_elbo"] for s in seeds}
+    auto = [_change(e["validation_elbo"], f32[e["seed"]]) for e in elbos
+            if e["precision"] == "auto"]
+    spread = [_change(f32[s], f32[seeds[0]]) for s in seeds[1:]]
+    same = [_change(e["same_weights_auto_elbo"], f32[e["seed"]]) for e in elbos
+            if "same_weights_auto_elbo" in e]
+    return auto, spread, same
 
 
 def targets(rows, elbos, arch="64x64x3"):
@@ -109,18 +133,26 @@ def targets(rows, elbos, arch="64x64x3"):
                           f"{100 * change:+.0f} %", f"≤ +{100 * FIRST_STEP_TOLERANCE:.0f} %",
                           change <= FIRST_STEP_TOLERANCE))
     if elbos:
-        base, auto = elbos[0], elbos[1]
-        change = (auto["validation_elbo"] - base["validation_elbo"]) / abs(base["validation_elbo"])
-        found.append((f"{auto['architecture']}: validation ELBO, auto vs float32 "
-                      f"after {auto['steps']} steps", f"{100 * change:+.2f} %",
-                      f"within ±{100 * ELBO_TOLERANCE:.0f} %", abs(change) <= ELBO_TOLERANCE))
+        auto, spread, same = elbo_changes(elbos)
+        mean = sum(auto) / len(auto)
+        what = f"{elbos[0]['architecture']}: validation ELBO after {elbos[0]['steps']} steps"
+        wanted = f"within ±{100 * ELBO_TOLERANCE:.0f} %"
+        found.append((f"{what}, auto vs float32 (mean over {len(auto)} seeds)",
+                      f"{100 * mean:+.2f} %", wanted, abs(mean) <= ELBO_TOLERANCE))
+        if spread:
+            found.append((f"{what}, float32 seed vs seed (for scale: not a target)",
+                          ", ".join(f"{100 * s:+.2f} %" for s in spread), "–", None))
+        if same:
+            worst = max(same, key=abs)
+            found.append(("the same float32-trained weights scored in auto vs float32",
+                          f"{100 * worst:+.3f} %", wanted, abs(worst) <= ELBO_TOLERANCE))
     return found
 
 
 def targets_table(found):
     lines = ["| target | measured | wanted | met |", "|---|---:|---:|:-:|"]
-    lines += [f"| {what} | {got} | {want} | {'yes' if met else '**no**'} |"
-              for what, got, want, met in found]
+    verdicts = {True: "yes", False: "**no**", None: "–"}
+    lines += [f"| {what} | {got} | {want} | {verdicts[met]} |" for what, got, want, met in found]
     return "\n".join(lines)
 
 
@@ -189,9 +221,12 @@ measured in every round; bfloat16 is {peaks['bfloat16'] / peaks['float32']:.1f}�
 
 {elbo}
 
-Trained from the same initial weights on the same cached batches (Adam 1e-3),
-then scored on 512 held-out images with one seeded z sample each. The second
-float32 seed shows how far two float32 runs land apart by chance alone.
+Each seed's float32 and automatic-precision runs start from the same initial
+weights and train on the same cached batches (Adam 1e-3); then they are scored
+on 512 held-out images with one seeded z sample each. Two float32 seeds show
+how far runs land apart by chance alone; "these weights scored in auto" is the
+float32-trained model's ELBO with its networks computing in the automatic
+precision: what the precision does to the number itself.
 ''' if elbo else ''}{f'''
 ## XLA (jit_compile)
 

@@ -11,6 +11,7 @@ import pathlib
 import tomllib
 
 from keras_vae import files
+from keras_vae import precision as precision_lib
 
 DEFAULTS = {
     "data": {
@@ -62,6 +63,9 @@ DEFAULTS = {
         "run_name": None,  # None: derived from the config (see run_name).
         "output_dir": "saved_models",
         "strategy": "default",  # default | mirrored | multiworker
+        # auto | float32 | mixed_bfloat16 | mixed_float16 (keras_vae.precision):
+        # what the networks compute in; the loss terms are float32 whatever it is.
+        "precision": "auto",
         "image_every": 1,  # Epochs between TensorBoard images; 0 for none.
         "update_freq": 50,  # Steps between per-step TensorBoard summaries; 0: none.
     },
@@ -113,6 +117,8 @@ RANGES = {
     "train.steps_per_epoch": _at_least(1),
     "train.image_every": _at_least(0),  # 0: no pictures.
     "train.update_freq": _at_least(0),  # 0: epoch ends only.
+    "train.precision": ((lambda v: v in precision_lib.PRECISIONS),
+                        " or ".join(precision_lib.PRECISIONS)),
 }
 
 

@@ -37,6 +37,7 @@ from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
+from keras_vae import precision as precision_lib
 from keras_vae import schedules
 from keras_vae import tensorboard
 from pipelines import config as config_lib
@@ -492,11 +493,16 @@ def train(config, verbose=1, callbacks=()):
     keras.utils.set_random_seed(t["seed"])
     sets, info = _datasets(config, strategy)
     beta_cb, beta0 = beta_callback(config["beta"])  # Also checks the [beta] table.
+    precision = precision_lib.resolve(t["precision"])
+    say(f"Precision: {precision.policy} ({precision.reason}; CPU flags: "
+        f"{', '.join(precision.cpu_flags) or 'none of note'}; GPUs: "
+        f"{', '.join(precision.gpus) or 'none'})")
     with strategy.scope():
         model = keras_vae.build_conv_vae(
             info.image_shape, latent_dim=m["latent_dim"], likelihood=m["likelihood"],
             filters=m["filters"], kernel_size=m["kernel_size"], kl=m["kl"],
             free_bits=m["free_bits"], beta=beta0, seed=t["seed"],
+            precision=precision.policy,
         )
         model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
         state = restore_checkpoint(
@@ -553,6 +559,7 @@ def train(config, verbose=1, callbacks=()):
         board.close()
 
     metrics = _final_metrics(model, sets, saver)
+    metrics["precision"] = precision.as_dict()
     if chief:
         _save_images(model, board.images, board.train_images, folder, t["seed"])
         files.write_json(folder / "metrics.json", metrics)
@@ -609,6 +616,7 @@ FLAGS = (
     ("--run-name", "train.run_name", str, "default: derived from the config"),
     ("--output-dir", "train.output_dir", str, "folder of the run folders"),
     ("--strategy", "train.strategy", str, ", ".join(STRATEGIES)),
+    ("--precision", "train.precision", str, "auto, float32, mixed_bfloat16 or mixed_float16"),
     ("--image-every", "train.image_every", int, "epochs between TensorBoard images (0: none)"),
     ("--update-freq", "train.update_freq", int, "steps between per-step summaries (0: none)"),
 )

@@ -129,3 +129,28 @@ def test_export_of_a_bfloat16_model_is_float32(digits, tmp_path):
         if isinstance(diffs, dict):
             assert max(diffs.values()) <= 1e-4
 
+
+def test_train_resolves_logs_and_records_the_precision(tmp_path, capsys):
+    from pipelines import config as config_lib
+    from pipelines import train as train_lib
+
+    overrides = {
+        "train.output_dir": str(tmp_path), "data.source": "digits", "data.image_size": 8,
+        "data.channels": 1, "model.latent_dim": 2, "model.filters": [4, 8],
+        "model.likelihood": "bernoulli", "train.steps_per_epoch": 3, "train.epochs": 1,
+        "train.image_every": 0, "train.update_freq": 0, "train.precision": "mixed_bfloat16",
+    }
+    folder = train_lib.train(config_lib.load_config(overrides=overrides), verbose=1)
+    logged = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("Precision: ")]
+    assert len(logged) == 1 and logged[0].startswith("Precision: mixed_bfloat16 ("), logged
+    assert "CPU flags: " in logged[0] and "GPUs: " in logged[0]
+    assert 'precision = "mixed_bfloat16"' in (folder / "config.toml").read_text()
+    facts = json.loads((folder / "metrics.json").read_text())["precision"]
+    assert facts["requested"] == facts["policy"] == "mixed_bfloat16"
+    assert set(facts) == {"requested", "policy", "reason", "cpu_flags", "gpus"}
+    assert keras.saving.load_model(folder / "model.keras").precision == "mixed_bfloat16"
+    manifest = export_run(folder, formats=("onnx",), verbose=False)
+    assert manifest["model"]["training_precision"] == facts
+    with pytest.raises(ValueError, match=r"^train\.precision must be auto or float32 or "):
+        config_lib.load_config(overrides={**overrides, "train.precision": "bf16"})

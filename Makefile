@@ -29,7 +29,7 @@ test: $(STAMP) $(ORT)
 	$(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)
-	$(BIN)/python -m pipelines.benchmark
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(WEB)/node_modules

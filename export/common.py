@@ -5,6 +5,7 @@ The run-folder layout, the error type and the cheap checks live here, so that
 before paying the seconds that importing TensorFlow takes.
 """
 
+import json
 import pathlib
 import tomllib
 
@@ -49,6 +50,18 @@ def check_formats(formats):
             f"use one or more of {', '.join(FORMATS)}"
         )
     return formats
+
+
+def read_precision(run_dir):
+    """What `keras-vae train` resolved the run's precision to and why (the
+    "precision" of its metrics.json: requested, policy, reason, cpu_flags,
+    gpus); {} for a run without it."""
+    try:
+        metrics = json.loads((pathlib.Path(run_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    facts = metrics.get("precision") if isinstance(metrics, dict) else None
+    return facts if isinstance(facts, dict) else {}
 
 
 def read_config(run_dir):

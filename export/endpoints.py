@@ -10,6 +10,10 @@ returning a dict, so every format names its tensors the same way:
 The decoder returns the likelihood mean E[x|z] (e.g. sigmoid of the Bernoulli
 logits), not the raw likelihood parameters, so consumers get images directly and
 the graph holds no random ops.
+
+Endpoints compute in float32 whatever precision the model trained in: a
+mixed-precision network is cloned with float32 layers and the same (float32)
+weights (`keras_vae.precision.as_float32`).
 """
 
 import dataclasses
@@ -17,6 +21,8 @@ import dataclasses
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_vae import precision, vae
 
 IMAGE = "image"
 LATENT = "z"
@@ -50,7 +56,7 @@ class Endpoint:
 
 def decoder(model):
     """z -> image: the likelihood mean of the decoder's output."""
-    net, likelihood = model.decoder, model.likelihood
+    net, likelihood = precision.as_float32(model.decoder), model.likelihood
     spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name=LATENT)
 
     @tf.function(input_signature=[spec])
@@ -63,12 +69,12 @@ def decoder(model):
 def encoder(model):
     """image -> the posterior's mean and log-variance, as `VAE.posterior_params`
     gives them (the log-variance soft-bounded as in training)."""
-    net = model.encoder
+    net = precision.as_float32(model.encoder)
     spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name=IMAGE)
 
     @tf.function(input_signature=[spec])
     def encode(image):
-        mean, log_variance = model.posterior_params(image)
+        mean, log_variance = vae.split_posterior(net(image, training=False))
         return {POSTERIOR_MEAN: mean, POSTERIOR_LOG_VARIANCE: log_variance}
 
     return Endpoint("encoder", encode, net, IMAGE, (POSTERIOR_MEAN, POSTERIOR_LOG_VARIANCE))

@@ -83,6 +83,8 @@ def export_run(
         model = _load_model(model_path)
         beta = common.beta_facts(common.read_config(run_dir))
         facts = manifest.model_facts(model, beta)
+        # The model's own policy wins over what the run says it asked for.
+        facts["training_precision"] = common.read_precision(run_dir) | facts["training_precision"]
     with progress.stage("measuring the KL of each latent dimension") as notes:
         facts["latent_kl"] = manifest.latent_kl(model, run_dir)
         notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])

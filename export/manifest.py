@@ -69,6 +69,10 @@ def model_facts(model, beta):
         "beta_config": beta["config"],
         "beta_final": float(model.beta.numpy()),
         "objective": model.objective,
+        # The networks' training precision; every exported artifact is float32
+        # (or the LiteRT precision its name says) whatever it was. The run's
+        # metrics.json adds what was asked for and the CPU/GPU features that chose it.
+        "training_precision": {"policy": model.precision},
     }
 
 

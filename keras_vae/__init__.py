@@ -4,7 +4,7 @@ Rate (KL, nats per image) and distortion (negative log-likelihood, nats per
 image) are reported separately; β weights the rate in the loss.
 """
 
-from keras_vae import callbacks, likelihoods, monitoring, schedules
+from keras_vae import callbacks, likelihoods, monitoring, precision, schedules
 from keras_vae.architectures import build_conv_vae, build_decoder, build_encoder
 from keras_vae.autoencoder import Autoencoder, build_autoencoder
 from keras_vae.vae import VAE
@@ -21,5 +21,6 @@ __all__ = [
     "callbacks",
     "likelihoods",
     "monitoring",
+    "precision",
     "schedules",
 ]

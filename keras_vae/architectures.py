@@ -3,6 +3,7 @@
 import keras
 
 from keras_vae import likelihoods as likelihoods_lib
+from keras_vae import precision as precision_lib
 from keras_vae.vae import VAE
 
 
@@ -24,30 +25,47 @@ def _check_image_shape(input_shape, depth):
         )
 
 
-def build_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=4, name="encoder"):
-    """Strided convolutions, each halving H and W, then a dense layer to 2·latent_dim."""
+def build_encoder(
+    input_shape, latent_dim, filters=(32, 64), kernel_size=4, name="encoder", dtype=None
+):
+    """Strided convolutions, each halving H and W, then a dense layer to 2·latent_dim.
+
+    `dtype`: the layers' dtype policy (None: Keras's global policy), e.g.
+    `precision.policy("mixed_bfloat16")`.
+    """
     _check_image_shape(input_shape, len(filters))
     x = inputs = keras.Input(shape=tuple(input_shape), name="image")
     for width in filters:
-        x = keras.layers.Conv2D(width, kernel_size, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(2 * latent_dim, name="posterior_params")(x)
+        x = keras.layers.Conv2D(
+            width, kernel_size, strides=2, padding="same", activation="relu", dtype=dtype
+        )(x)
+    x = keras.layers.Flatten(dtype=dtype)(x)
+    outputs = keras.layers.Dense(2 * latent_dim, name="posterior_params", dtype=dtype)(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_decoder(output_shape, latent_dim, filters=(32, 64), kernel_size=4, name="decoder"):
-    """The encoder's mirror image: dense, then transposed convolutions doubling H and W."""
+def build_decoder(
+    output_shape, latent_dim, filters=(32, 64), kernel_size=4, name="decoder", dtype=None
+):
+    """The encoder's mirror image: dense, then transposed convolutions doubling H and W.
+
+    `dtype`: the layers' dtype policy, as for `build_encoder`.
+    """
     _check_image_shape(output_shape, len(filters))
     height, width, channels = output_shape
     factor = 2 ** len(filters)
     x = inputs = keras.Input(shape=(latent_dim,), name="z")
-    x = keras.layers.Dense(height // factor * (width // factor) * filters[-1], activation="relu")(x)
-    x = keras.layers.Reshape((height // factor, width // factor, filters[-1]))(x)
+    x = keras.layers.Dense(
+        height // factor * (width // factor) * filters[-1], activation="relu", dtype=dtype
+    )(x)
+    x = keras.layers.Reshape((height // factor, width // factor, filters[-1]), dtype=dtype)(x)
     for width_ in reversed(filters):
         x = keras.layers.Conv2DTranspose(
-            width_, kernel_size, strides=2, padding="same", activation="relu"
+            width_, kernel_size, strides=2, padding="same", activation="relu", dtype=dtype
         )(x)
-    outputs = keras.layers.Conv2D(channels, 3, padding="same", name="likelihood_params")(x)
+    outputs = keras.layers.Conv2D(
+        channels, 3, padding="same", name="likelihood_params", dtype=dtype
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -57,6 +75,7 @@ def build_conv_vae(
     likelihood="bernoulli",
     filters=(32, 64),
     kernel_size=4,
+    precision="float32",
     **vae_kwargs,
 ):
     """A `VAE` with a symmetric convolutional encoder and decoder.
@@ -68,10 +87,15 @@ def build_conv_vae(
         likelihood: a `Likelihood` or its name (see `likelihoods.get`).
         filters: channel widths of the strided convolutions, one halving each.
         kernel_size: convolution kernel size.
+        precision: "float32", "mixed_bfloat16", "mixed_float16" or "auto"
+            (see `keras_vae.precision`): the encoder's and decoder's dtype
+            policy, set on their layers only (Keras's global policy is left
+            alone). The loss terms are float32 whatever it is.
         **vae_kwargs: passed to `VAE` (beta, prior, kl, free_bits, ...).
     """
     input_shape = tuple(int(s) for s in input_shape)
     filters = tuple(int(f) for f in filters)
-    encoder = build_encoder(input_shape, latent_dim, filters, kernel_size)
-    decoder = build_decoder(input_shape, latent_dim, filters, kernel_size)
+    dtype = precision_lib.policy(precision)
+    encoder = build_encoder(input_shape, latent_dim, filters, kernel_size, dtype=dtype)
+    decoder = build_decoder(input_shape, latent_dim, filters, kernel_size, dtype=dtype)
     return VAE(encoder, decoder, likelihoods_lib.get(likelihood), **vae_kwargs)

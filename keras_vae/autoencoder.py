@@ -42,7 +42,7 @@ class Autoencoder(VAE):
 
     def compute_terms(self, x, training=False, seed=None):
         loc, _ = self.posterior_params(x, training)
-        params = self.decoder(loc, training=training)
+        params = self.decoder_params(loc, training)
         distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
         return {
             "loss": distortion,

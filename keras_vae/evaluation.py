@@ -79,7 +79,7 @@ def _log_weights(model, x, q, n, seed):
     z = q.loc + q.scale * eps  # [n, B, d]
     log_q = tf.reduce_sum(q.log_prob(z), axis=-1)
     log_prior = tf.reduce_sum(model.prior.log_prob(z), axis=-1)
-    params = model.decoder(tf.reshape(z, [n * batch, -1]), training=False)
+    params = model.decoder_params(tf.reshape(z, [n * batch, -1]))
     images = tf.reshape(tf.repeat(x[None], n, axis=0), tf.shape(params))
     nll = tf.reshape(model.likelihood.nll(images, params), [n, batch])
     return log_prior - nll - log_q
@@ -96,7 +96,7 @@ def reconstruction_errors(model, x, likelihood=None):
     """
     x = tf.convert_to_tensor(x, dtype="float32")
     loc, _ = model.posterior_params(x)
-    params = model.decoder(loc, training=False)
+    params = model.decoder_params(loc)
     likelihood = likelihood or model.likelihood
     mse = tf.reduce_mean(tf.square(x - model.likelihood.mean(params)), axis=[1, 2, 3])
     return likelihood.nll(x, params).numpy(), mse.numpy()

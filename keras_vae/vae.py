@@ -6,6 +6,11 @@ each averaged over the batch. With β = 1 the loss is the negative ELBO
 (Kingma & Welling 2014); other β trade reconstruction against the rate
 (Higgins et al. 2017; Alemi et al. 2018), and `elbo` is always reported at
 β = 1 so runs with different β compare.
+
+Under mixed precision (`keras_vae.precision`) the encoder and decoder compute
+in bfloat16 or float16, but their outputs are cast to float32 here, before
+any likelihood, KL, ELBO, IWAE, σ or β arithmetic: the reported nats are
+float32 sums over 12288 pixel values whatever the networks' precision.
 """
 
 import keras
@@ -15,6 +20,7 @@ import tensorflow_probability as tfp
 
 from keras_vae import callbacks as callbacks_lib
 from keras_vae import likelihoods as likelihoods_lib
+from keras_vae import precision as precision_lib
 
 tfd = tfp.distributions
 
@@ -146,28 +152,31 @@ class VAE(keras.Model):
     def posterior_params(self, x, training=False):
         """(mean, log-variance) of q(z|x), each [B, latent_dim]; the
         log-variance soft-bounded to LOG_VARIANCE_BOUNDS."""
-        loc, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
-        return loc, likelihoods_lib.soft_clip(log_var, *LOG_VARIANCE_BOUNDS)
+        return split_posterior(self.encoder(x, training=training))
 
     def posterior_factors(self, x, training=False):
         """q(z_d|x) per latent dimension: a `tfd.Normal` of batch shape [B, latent_dim]."""
         loc, log_var = self.posterior_params(x, training)
         return tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_var))
 
+    def decoder_params(self, z, training=False):
+        """The decoder's outputs at z, float32 whatever its precision, [B, H, W, C]."""
+        return tf.cast(self.decoder(z, training=training), "float32")
+
     def decode(self, z, training=False):
         """p(x|z): the likelihood distribution, event shape [H, W, C]."""
-        return self.likelihood.distribution(self.decoder(z, training=training))
+        return self.likelihood.distribution(self.decoder_params(z, training))
 
     def call(self, x, training=False):
         """Reconstruction: the likelihood mean at the posterior mean, in [0, 1]."""
         loc, _ = self.posterior_params(x, training)
-        return self.likelihood.mean(self.decoder(loc, training=training))
+        return self.likelihood.mean(self.decoder_params(loc, training))
 
     def sample(self, n, seed=None):
         """n decoded prior samples (likelihood means), shape [n, H, W, C]."""
         # A [seed, 0] pair makes TFP sample statelessly: same seed, same z.
         z = self._prior().sample(n, seed=None if seed is None else [int(seed), 0])
-        return self.likelihood.mean(self.decoder(z, training=False))
+        return self.likelihood.mean(self.decoder_params(z))
 
     # -- Loss ------------------------------------------------------------------
 
@@ -197,7 +206,7 @@ class VAE(keras.Model):
             tf.shape(q.loc), seed=self.seed_generator if seed is None else seed
         )
         z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
-        params = self.decoder(z, training=training)
+        params = self.decoder_params(z, training)
         distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
         mse = tf.reduce_mean(tf.square(x - self.likelihood.mean(params)))
         kl = self.kl_per_dim(q, z)
@@ -207,7 +216,7 @@ class VAE(keras.Model):
             penalty = tf.reduce_sum(tf.maximum(tf.reduce_mean(kl, axis=0), self.free_bits))
         if self.objective == "capacity":
             penalty = tf.abs(penalty - self.capacity)
-        beta = tf.cast(self.beta, distortion.dtype)
+        beta = tf.cast(self.beta, "float32")
         return {
             "loss": distortion + beta * penalty,
             "distortion": distortion,
@@ -224,6 +233,9 @@ class VAE(keras.Model):
             # gradient of the global batch mean, as Keras's own losses do.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss = terms["loss"] / replicas if replicas > 1 else terms["loss"]
+            # × the loss scale under mixed_float16 (a `LossScaleOptimizer`,
+            # whose `apply` divides it out again); the identity otherwise.
+            loss = self.optimizer.scale_loss(loss)
         grads = tape.gradient(loss, self.trainable_weights)
 
         def update():
@@ -265,6 +277,28 @@ class VAE(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    @property
+    def precision(self):
+        """The networks' dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16"."""
+        return precision_lib.policy_name(self)
+
+    def compile(self, optimizer="rmsprop", *args, **kwargs):
+        """`keras.Model.compile`; under float16 networks the optimizer is
+        wrapped in a `keras.optimizers.LossScaleOptimizer` (dynamic loss
+        scaling keeps small float16 gradients from flushing to zero)."""
+        super().compile(optimizer, *args, **kwargs)
+        if self.precision == "mixed_float16" and not isinstance(
+            self.optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+
+    def compile_from_config(self, config):
+        """What `keras.saving.load_model` calls: `compile` (this one, so a
+        float16 model gets its loss scaling back), then builds the optimizer."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     # -- Input checks: one-line errors before TensorFlow sees bad data ------
 
@@ -342,6 +376,13 @@ class VAE(keras.Model):
             params = {k: tf.constant(v, dtype="float32") for k, v in prior["parameters"].items()}
             config["prior"] = getattr(tfd, prior["class_name"])(**params)
         return cls(**config)
+
+
+def split_posterior(params):
+    """The encoder's output [B, 2·latent_dim] as float32 (mean, log-variance),
+    the log-variance soft-bounded to LOG_VARIANCE_BOUNDS."""
+    loc, log_var = tf.split(tf.cast(params, "float32"), 2, axis=-1)
+    return loc, likelihoods_lib.soft_clip(log_var, *LOG_VARIANCE_BOUNDS)
 
 
 def _images(data):

@@ -31,6 +31,10 @@ def above(low):
     return (lambda v: v > low), f"> {low:g}"
 
 
+def one_of(*values):
+    return (lambda v: v in values), " or ".join(values)
+
+
 @dataclasses.dataclass
 class Data:
     """[data]: what the model trains on."""
@@ -118,6 +122,10 @@ class Train:
                                   "pipelines.runfolder.run_name)")
     output_dir: str = option("saved_models", "folder of the run folders")
     strategy: str = option("default", "default, mirrored or multiworker (reads TF_CONFIG)")
+    # What the networks compute in (keras_vae.precision.PRECISIONS); the loss
+    # terms are float32 whatever it is. auto: bfloat16 where the CPU or GPU has it.
+    precision: str = option("auto", "auto, float32, mixed_bfloat16 or mixed_float16",
+                            check=one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"))
     image_every: int = option(1, "epochs between TensorBoard images (0: none)",
                               check=at_least(0))
     update_freq: int = option(50, "steps between per-step TensorBoard summaries (0: none)",

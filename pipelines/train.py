@@ -23,6 +23,7 @@ from keras_vae import data as data_lib
 from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
+from keras_vae import precision as precision_lib
 from keras_vae import monitoring
 from pipelines import beta as beta_lib
 from pipelines import callbacks as callbacks_lib
@@ -101,13 +102,14 @@ def _save_images(model, images, train_images, folder, seed):
         plotting.save_png(grid, folder / runfolder.IMAGES / f"{name}.png")
 
 
-def _build(config, info, beta0):
-    """The compiled VAE of the [model] table, seeded by [train]."""
+def _build(config, info, beta0, precision):
+    """The compiled VAE of the [model] table, seeded by [train], its networks
+    computing in `precision` (a resolved policy name)."""
     m, t = config["model"], config["train"]
     model = keras_vae.build_conv_vae(
         info.image_shape, latent_dim=m["latent_dim"], likelihood=m["likelihood"],
         filters=m["filters"], kernel_size=m["kernel_size"], kl=m["kl"],
-        free_bits=m["free_bits"], beta=beta0, seed=t["seed"],
+        free_bits=m["free_bits"], beta=beta0, seed=t["seed"], precision=precision,
     )
     model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
     return model
@@ -145,8 +147,12 @@ def train(config, verbose=1, callbacks=()):
     keras.utils.set_random_seed(t["seed"])
     sets, info = _datasets(config, strategy)
     beta_cb, beta0 = beta_lib.callback(config["beta"])
+    precision = precision_lib.resolve(t["precision"])
+    say(f"Precision: {precision.policy} ({precision.reason}; CPU flags: "
+        f"{', '.join(precision.cpu_flags) or 'none of note'}; GPUs: "
+        f"{', '.join(precision.gpus) or 'none'})")
     with strategy.scope():
-        model = _build(config, info, beta0)
+        model = _build(config, info, beta0, precision.policy)
         state = checkpoints.restore_checkpoint(
             model, out / runfolder.CHECKPOINTS,
             remedy=f"delete {folder} to start over, or pass another --run-name",
@@ -207,6 +213,8 @@ def train(config, verbose=1, callbacks=()):
         board.close()
 
     metrics = _final_metrics(model, sets, saver)
+    metrics["precision"] = precision.as_dict()
+    metrics["precision"] = precision.as_dict()
     if chief:
         _save_images(model, board.images, board.train_images, folder, t["seed"])
         files.write_json(folder / runfolder.METRICS, metrics)

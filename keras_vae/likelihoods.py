@@ -42,6 +42,15 @@ _PACKAGE = "keras_vae"
 MIN_LOG_SIGMA_LIMIT = -20.0
 
 
+def scalar_weight(layer, name, value=0.0, trainable=False, aggregation=None):
+    """A scalar variable of `layer` starting at `value`: state such as β or
+    σ's running MSE that lives in the model and is saved in its .keras file.
+    `aggregation`: how replicas combine it under tf.distribute (Keras's)."""
+    extra = {} if aggregation is None else {"aggregation": aggregation}
+    return layer.add_weight(shape=(), initializer=keras.initializers.Constant(float(value)),
+                            trainable=trainable, name=name, **extra)
+
+
 def soft_clip(x, low, high=None):
     """Bounds `x` below by `low` (and above by `high`) smoothly:
     low + softplus(x − low), whose gradient never vanishes past the bound,
@@ -187,18 +196,11 @@ class Gaussian(Likelihood):
             )
         self.sigma = sigma
         if sigma == "learned":
-            self.log_sigma = self.add_weight(
-                shape=(), initializer="zeros", trainable=True, name="log_sigma"
-            )
+            self.log_sigma = scalar_weight(self, "log_sigma", 0.0, trainable=True)
         elif sigma == "optimal":
-            self.moving_mse = self.add_weight(
-                shape=(), initializer="ones", trainable=False, name="moving_mse",
-                aggregation="mean",
-            )
-            self.observed_batches = self.add_weight(
-                shape=(), initializer="zeros", trainable=False, name="observed_batches",
-                aggregation="only_first_replica",
-            )
+            self.moving_mse = scalar_weight(self, "moving_mse", 1.0, aggregation="mean")
+            self.observed_batches = scalar_weight(
+                self, "observed_batches", 0.0, aggregation="only_first_replica")
 
     @classmethod
     def from_mse_weight(cls, beta):

@@ -103,24 +103,13 @@ class VAE(keras.Model):
         self.kl_estimator, self.free_bits, self.objective = kl, float(free_bits), objective
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.beta = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(float(beta)),
-            trainable=False, name="beta",
-        )
-        self.capacity = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(float(capacity)),
-            trainable=False, name="capacity",
-        )
+        self.beta = likelihoods_lib.scalar_weight(self, "beta", beta)
+        self.capacity = likelihoods_lib.scalar_weight(self, "capacity", capacity)
         # The last training batch's rate and distortion: what feedback
         # controllers read (the logged metrics are running epoch means).
-        self.batch_rate = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="batch_rate",
-            aggregation="mean",
-        )
-        self.batch_distortion = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="batch_distortion",
-            aggregation="mean",
-        )
+        self.batch_rate = likelihoods_lib.scalar_weight(self, "batch_rate", aggregation="mean")
+        self.batch_distortion = likelihoods_lib.scalar_weight(
+            self, "batch_distortion", aggregation="mean")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
         self.built = True
 

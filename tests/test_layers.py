@@ -37,7 +37,7 @@ def test_light_modules_do_not_import_tensorflow():
 
 def test_no_import_cycle_and_the_library_imports_no_application():
     modules = {}
-    for package in ("keras_vae", "pipelines", "export"):
+    for package in ("keras_vae", "pipelines", "export", "benchmarks"):
         for path in (REPO / package).glob("*.py"):
             name = package if path.stem == "__init__" else f"{package}.{path.stem}"
             modules[name] = path
@@ -45,6 +45,8 @@ def test_no_import_cycle_and_the_library_imports_no_application():
     for name in graph:
         if name.startswith("keras_vae"):
             assert not {m for m in graph[name] if not m.startswith("keras_vae")}, name
+        if name.startswith("benchmarks"):  # A developer tool over the library alone.
+            assert not {m for m in graph[name] if m.split(".")[0] in ("pipelines", "export")}, name
 
     def visit(name, stack):
         assert name not in stack, "import cycle: " + " -> ".join([*stack, name])

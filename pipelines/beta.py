@@ -88,9 +88,16 @@ def resolve(beta, defaults=None, names=None):
     unused = [k for k, v in beta.items() if k != "schedule" and v is not None
               and k not in found.parameters]
     if unused:
+        # Name the schedules that do take them: `--beta 0.5` alone means "constant".
+        takers = [other for other, e in REGISTRY.items() if set(unused) <= set(e.parameters)]
+        hint = (f"; {' or '.join(takers)} take{'s' if len(takers) == 1 else ''} "
+                f"{'it' if len(unused) == 1 else 'them'}: "
+                f"{names.get('beta.schedule', 'beta.schedule =')} {takers[0]} "
+                f"([beta.{takers[0]}] in a file)" if takers else "")
+        verb = "is not a parameter" if len(unused) == 1 else "are not parameters"
         raise ValueError(
-            f"{', '.join(map(shown, unused))} is not a parameter of the {name} {found.kind}, "
-            f"whose [beta.{name}] keys are {', '.join(found.parameters)}"
+            f"{', '.join(map(shown, unused))} {verb} of the {name} {found.kind}, "
+            f"whose [beta.{name}] keys are {', '.join(found.parameters)}{hint}"
         )
     resolved = {"schedule": name}
     for key in found.parameters:

@@ -280,8 +280,15 @@ def test_beta_table_is_tagged_and_takes_only_its_own_keys(tmp_path):
     with pytest.raises(ValueError, match=r"^beta.warmup_steps is not a parameter of the "
                        r"cyclical schedule, whose \[beta.cyclical\] keys are period, ratio"):
         config_lib.load_config(path)
-    with pytest.raises(ValueError, match=r"--beta \(beta.value\) is not a parameter of the linear"):
-        config_lib.load_config(None, {"beta.value": 0.5}, {"beta.value": "--beta"})
+    with pytest.raises(ValueError, match=r"--beta \(beta.value\) is not a parameter of the linear"
+                       r".*; constant takes it: --beta-schedule constant \(\[beta.constant\] in"):
+        config_lib.load_config(None, {"beta.value": 0.5},
+                               {"beta.value": "--beta", "beta.schedule": "--beta-schedule"})
+    # Keys no schedule takes together get no suggestion.
+    with pytest.raises(ValueError, match=r"^beta.period, beta.kp are not parameters of the "
+                       r"constant schedule, whose \[beta.constant\] keys are value, update_freq$"):
+        config_lib.load_config(None, {"beta.schedule": "constant", "beta.period": 3,
+                                      "beta.kp": 1.0})
     path.write_text('[beta]\nschedule = "sigmoid"\nmidpoint_steps = 10\n')
     with pytest.raises(ValueError, match=r"\[beta\] must be one tagged table .* e.g. "
                        r"\[beta.sigmoid\] \(instead of \[beta\] with schedule = \"sigmoid\"\)"):

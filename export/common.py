@@ -57,7 +57,7 @@ def read_precision(run_dir):
     "precision" of its metrics.json: requested, policy, reason, cpu_flags,
     gpus); {} for a run without it."""
     try:
-        metrics = json.loads((pathlib.Path(run_dir) / "metrics.json").read_text())
+        metrics = json.loads((pathlib.Path(run_dir) / runfolder.METRICS).read_text())
     except (OSError, ValueError):
         return {}
     facts = metrics.get("precision") if isinstance(metrics, dict) else None

@@ -42,6 +42,12 @@ def bits_per_dim(nll, image_shape, bin_width=None):
     return (nll + offset) / (dims * math.log(2.0))
 
 
+def bin_width(likelihood):
+    """The `bits_per_dim` bin of a likelihood: EIGHT_BIT_BIN for a density
+    (Gaussian, dequantised to 8-bit levels), None for a probability mass."""
+    return EIGHT_BIT_BIN if likelihood.is_density else None
+
+
 def psnr(mse):
     """Peak signal-to-noise ratio, dB, of a mean squared error on [0, 1] pixels."""
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))

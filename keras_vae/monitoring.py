@@ -173,9 +173,8 @@ def derived_terms(model, terms):
     if "mse" in terms:
         terms["psnr"] = float(evaluation.psnr(float(terms["mse"])))
     if "elbo" in terms:
-        bin_width = evaluation.EIGHT_BIT_BIN if model.likelihood.is_density else None
         terms["bits_per_dim"] = evaluation.bits_per_dim(
-            -float(terms["elbo"]), model.image_shape, bin_width)
+            -float(terms["elbo"]), model.image_shape, evaluation.bin_width(model.likelihood))
     return terms
 
 
@@ -339,14 +338,12 @@ class VAETensorBoard(keras.callbacks.Callback):
 
     def _images(self, stats):
         grids = plotting.diagnostic_images(self.model, self.images, stats["kl_per_dim"],
-                                           seed=self.seed)
-        grids["held_out_reconstructions"] = grids.pop("reconstructions")
-        if self.train_images is not None:
-            grids["train_reconstructions"] = plotting.reconstruction_grid(
-                self.model, self.train_images, title="Training images (posterior mean)")
+                                           seed=self.seed, train_images=self.train_images)
         for name, grid in grids.items():
-            tf.summary.image(f"images/{name}", grid[None], description=describe(
-                "reconstructions" if name.endswith("reconstructions") else name))
+            # reconstructions_held_out -> images/held_out_reconstructions
+            kind, _, split = name.partition("_")
+            tag = f"images/{split}_{kind}" if split else f"images/{name}"
+            tf.summary.image(tag, grid[None], description=describe(kind))
 
     def on_train_end(self, logs=None):
         self.close()

@@ -230,12 +230,13 @@ def reconstruction_grid(model, images, title=None):
     return labelled_grid([x, np.asarray(model(x))], ["data", "reconstruction"], title=title)
 
 
-def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
-    """Three labelled uint8 RGB grids [H', W', 3] that show what a VAE learned.
+def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0, train_images=None):
+    """Labelled uint8 RGB grids [H', W', 3] that show what a VAE learned.
 
     Returns a dict:
-        reconstructions: the first GRID_COLUMNS `images` above their
-            reconstructions.
+        reconstructions_held_out: the first GRID_COLUMNS `images` (held-out)
+            above their reconstructions.
+        reconstructions_train: the same for `train_images`, if given.
         samples: 2·GRID_COLUMNS decoded prior samples (fixed by `seed`).
         traversals: one row per latent dimension, the `num_dims` with the
             highest KL (`kl_per_dim`, nats) first, each labelled with its KL:
@@ -248,8 +249,8 @@ def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
     z = model.posterior_factors(x[:1]).loc.numpy()[0]
     samples = np.asarray(model.sample(2 * GRID_COLUMNS, seed=seed))
     traversals = _rows(latent_traversals(model, z, dims, TRAVERSAL_VALUES), len(dims))
-    return {
-        "reconstructions": reconstruction_grid(
+    grids = {
+        "reconstructions_held_out": reconstruction_grid(
             model, x, title="Held-out images (posterior mean)"),
         "samples": labelled_grid(
             [samples[:GRID_COLUMNS], samples[GRID_COLUMNS:]], ["samples", "samples"],
@@ -259,6 +260,10 @@ def diagnostic_images(model, images, kl_per_dim, num_dims=4, seed=0):
             title="Traversals of a held-out code (columns: z_d in prior s.d.), highest KL first",
             column_labels=[f"{v:+.1f}" for v in TRAVERSAL_VALUES]),
     }
+    if train_images is not None:
+        grids["reconstructions_train"] = reconstruction_grid(
+            model, train_images, title="Training images (posterior mean)")
+    return grids
 
 
 def _rows(images, num_rows):

@@ -132,7 +132,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
 def _report(run_dir, source, split, k, vae, numbers, stats, baseline):
     """eval.json: the numbers, their units, and how bits/dim were computed."""
     shape, likelihood = vae.image_shape, vae.likelihood
-    bin_width = evaluation.EIGHT_BIT_BIN if likelihood.is_density else None
+    bin_width = evaluation.bin_width(likelihood)
 
     def bits(nll):
         return evaluation.bits_per_dim(nll, shape, bin_width)

@@ -94,10 +94,8 @@ def _save_images(model, images, train_images, folder, seed):
     reconstructions of held-out and of training images, prior samples and
     traversals."""
     stats = diagnostics.latent_statistics(model, images)
-    grids = plotting.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed)
-    grids["reconstructions_held_out"] = grids.pop("reconstructions")
-    grids["reconstructions_train"] = plotting.reconstruction_grid(
-        model, train_images, title="Training images (posterior mean)")
+    grids = plotting.diagnostic_images(model, images, stats["kl_per_dim"], seed=seed,
+                                       train_images=train_images)
     for name, grid in grids.items():
         plotting.save_png(grid, folder / runfolder.IMAGES / f"{name}.png")
 

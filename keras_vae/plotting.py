@@ -11,10 +11,9 @@ run never leaves a truncated PNG that looks valid.
 import math
 
 import matplotlib
-
-matplotlib.use("Agg")  # Files only: no display needed, safe in threads and CI.
-
-import matplotlib.pyplot as plt  # noqa: E402
+# Figures are built without pyplot, so the library never picks or switches
+# matplotlib's backend (a notebook's inline plots stay as they were).
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -133,15 +132,12 @@ def save_png(image, path):
 
 
 def save_figure(figure, path, dpi=150):
-    """Saves a matplotlib figure as PNG atomically, then closes it.
+    """Saves a matplotlib figure as PNG atomically.
 
     The saved area grows to fit every label and title (`bbox_inches="tight"`).
     """
-    try:
-        return files.write_atomically(path, lambda temp: figure.savefig(
-            temp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05))
-    finally:
-        plt.close(figure)
+    return files.write_atomically(path, lambda temp: figure.savefig(
+        temp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05))
 
 
 #: Pictures smaller than this (px) are enlarged, nearest-neighbour, to be seen.
@@ -327,7 +323,8 @@ def rate_distortion_plot(points, path, title=None):
     x_lim = _limits([p["rate"] for p in points])
     y_lim = _limits([p["distortion"] for p in points])
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    axes = figure.subplots()
     xs = np.array(x_lim)
     for i, neg_elbo in enumerate(sorted({p["rate"] + p["distortion"] for p in points})):
         axes.plot(
@@ -338,7 +335,7 @@ def rate_distortion_plot(points, path, title=None):
     groups = {}
     for p in points:
         groups.setdefault(p.get("latent_dim"), []).append(p)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, latent_dim in enumerate(sorted(groups, key=lambda d: -1 if d is None else d)):
         color = colors[i % len(colors)]
         group = sorted(groups[latent_dim], key=lambda p: p["beta"])

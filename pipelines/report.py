@@ -16,16 +16,14 @@ import math
 import re
 
 import matplotlib
+from matplotlib.figure import Figure  # Without pyplot: the backend is left alone.
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_vae import diagnostics  # noqa: E402
-from keras_vae import files  # noqa: E402
-from keras_vae import plotting  # noqa: E402
-from pipelines import markdown as markdown_lib  # noqa: E402
-from pipelines import runfolder  # noqa: E402
+from keras_vae import diagnostics
+from keras_vae import files
+from keras_vae import plotting
+from pipelines import markdown as markdown_lib
+from pipelines import runfolder
 
 SPLITS = {"train": "training views", "held_out": "held-out views"}
 #: Traversal values, in prior standard deviations, and dimensions shown.
@@ -149,8 +147,9 @@ def answers(results, data_name):
 def _rate_psnr_plot(objectives, results, path):
     """PSNR (dB) against rate (nats), training and held-out views; the
     autoencoder, which has no rate, as horizontal lines."""
-    figure, axes = plt.subplots(figsize=(6.8, 4.6), layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(6.8, 4.6), layout="constrained")
+    axes = figure.subplots()
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, o in enumerate(objectives):
         r, color = results[o.key], colors[i % len(colors)]
         if r["train"]["rate"] is None:

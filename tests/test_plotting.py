@@ -1,6 +1,8 @@
 """Image grids, latent traversals, the rate–distortion plot and atomic PNG writes."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +136,19 @@ def test_labelled_grid_enlarges_small_images_and_draws_its_labels():
     assert (grid[top:, :left] < 128).any() and (grid[:top, :] < 128).any()
     with pytest.raises(ValueError, match="2 rows but 1 labels"):
         plotting.labelled_grid([data, data], ["data"])
+
+
+def test_importing_the_library_leaves_matplotlibs_backend_alone(tmp_path):
+    # A notebook sets its inline backend before importing anything of ours;
+    # "svg" stands in for it. The figures are still written.
+    script = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "import keras_vae, keras_vae.plotting as p, pipelines.report\n"
+        "p.rate_distortion_plot([{'beta': 1.0, 'rate': 2.0, 'distortion': 5.0}],\n"
+        f"                       {str(tmp_path / 'rd.png')!r})\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "svg"
+    assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,10 @@ from benchmarks import harness, report
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DOC.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
+    which.add_argument("--gpu", action="store_true",
+                       help="the GPU run: XLA at every size, float16 too (a few minutes on a GPU)")
     parser.add_argument(
         "--output-dir", default=".", help="where BENCHMARKS.md and benchmarks.csv go"
     )
@@ -25,7 +28,7 @@ def main(argv=None):
         print(f"error: --output-dir {str(output)!r} is not a folder: create it first",
               file=sys.stderr)
         return 2
-    settings = harness.QUICK if args.quick else harness.FULL
+    settings = harness.QUICK if args.quick else harness.GPU if args.gpu else harness.FULL
     start = time.perf_counter()
     rows, extras = harness.run(settings)
     info = harness.machine()

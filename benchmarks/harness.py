@@ -62,10 +62,23 @@ class Settings:
     elbo_steps: int  # Training steps before the validation ELBO (0: skip).
     elbo_batch_size: int
     memory: bool  # Peak memory of fresh processes at the largest batch.
+    implementations: tuple = IMPLEMENTATIONS
+    #: Precisions the float32-trained weights are also scored in.
+    scored_in: tuple = ("auto",)
+    name: str = ""  # The flag that chose these settings, for the report.
 
 
-FULL = Settings(ARCHITECTURES, (32, 128), (("28x28x1", 128),), 4, 1.5, 200, 32, True)
-QUICK = Settings(ARCHITECTURES[:1], (32,), (), 1, 0.5, 10, 32, False)
+FULL = Settings(ARCHITECTURES, (32, 128), (("28x28x1", 32), ("28x28x1", 128), ("64x64x3", 32)),
+                4, 1.5, 200, 32, True)
+QUICK = Settings(ARCHITECTURES[:1], (32,), (("28x28x1", 32),), 1, 0.5, 10, 32, False,
+                 name="--quick")
+#: For a GPU machine (a few minutes on one GPU): every architecture and batch
+#: compiled and not, float16 with loss scaling beside the automatic choice,
+#: and the same weights scored in each mixed precision.
+GPU = Settings(ARCHITECTURES, (32, 256),
+               tuple((a.name, b) for a in ARCHITECTURES for b in (32, 256)), 3, 1.0, 200, 32,
+               False, IMPLEMENTATIONS + (("keras-vae", "mixed_float16"),),
+               ("mixed_bfloat16", "mixed_float16"), name="--gpu")
 #: A variant whose warm-up step took longer than this many timing lengths is
 #: not timed in the rounds: its rate is its second warm-up step's.
 SLOW_STEPS = 4
@@ -237,9 +250,11 @@ def live_over_cached(arch, batch_size, seconds, rounds):
 # -- Quality: the ELBO after a fixed number of steps -------------------------
 
 
-def validation_elbo(arch, precision, steps, batch_size, train_images, validation_images, seed=0):
+def validation_elbo(arch, precision, steps, batch_size, train_images, validation_images, seed=0,
+                    scored_in=("auto",)):
     """keras-vae trained `steps` steps from seed `seed`, then its validation
-    ELBO (nats per image, β = 1, one z sample per image, seeded) and seconds."""
+    ELBO (nats per image, β = 1, one z sample per image, seeded) and seconds;
+    float32-trained weights are also scored in each precision of `scored_in`."""
     keras.utils.set_random_seed(seed)
     model = keras_vae.build_conv_vae(
         arch.shape, arch.latent_dim, arch.likelihood, arch.filters, seed=seed,
@@ -252,16 +267,20 @@ def validation_elbo(arch, precision, steps, batch_size, train_images, validation
     seconds = time.perf_counter() - start
     result = {"architecture": arch.name, "precision": precision, "policy": policy_of(model),
               "seed": seed, "steps": steps, "batch_size": batch_size,
-              "validation_elbo": _elbo(model, validation_images), "train_s": seconds}
-    if result["policy"] == "float32" and precision_lib.resolve("auto").policy != "float32":
-        # The same trained weights scored by networks in the automatic
-        # precision: what the precision alone does to the reported ELBO.
+              "validation_elbo": _elbo(model, validation_images), "train_s": seconds,
+              "same_weights_elbo": {}}
+    if result["policy"] != "float32":
+        return result
+    # The same trained weights scored by networks in another precision:
+    # what the precision alone does to the reported ELBO.
+    for other in scored_in:
         mixed = keras_vae.build_conv_vae(
             arch.shape, arch.latent_dim, arch.likelihood, arch.filters, seed=seed,
-            precision="auto",
+            precision=other,
         )
-        mixed.set_weights(model.get_weights())
-        result["same_weights_auto_elbo"] = _elbo(mixed, validation_images)
+        if policy_of(mixed) != "float32":
+            mixed.set_weights(model.get_weights())
+            result["same_weights_elbo"][policy_of(mixed)] = _elbo(mixed, validation_images)
     return result
 
 
@@ -272,14 +291,15 @@ def _elbo(model, images):
                           for i in range(0, len(images), 256)]))
 
 
-def elbo_runs(arch, steps, batch_size, seeds=(0, 1)):
+def elbo_runs(arch, steps, batch_size, seeds=(0, 1), scored_in=("auto",)):
     """float32 and the automatic precision, each trained `steps` steps from
     each seed's initial weights on the same batches: the precision's effect
     beside how far two seeds land apart by chance."""
     train_images = cached_images(arch)
     validation_images = cached_images(arch, 512, validation=True)
     return [
-        validation_elbo(arch, precision, steps, batch_size, train_images, validation_images, seed)
+        validation_elbo(arch, precision, steps, batch_size, train_images, validation_images, seed,
+                        scored_in)
         for seed in seeds for precision in ("float32", "auto")
     ]
 
@@ -357,6 +377,8 @@ def machine():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (default)"),
+        "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                 for gpu in tf.config.list_physical_devices("GPU")],
         "date": datetime.date.today().isoformat(),
     }
 
@@ -374,7 +396,7 @@ def run(settings, log=print):
             for jit_compile in (False, True):
                 if jit_compile and (arch.name, batch_size) not in settings.xla:
                     continue
-                for implementation, precision in IMPLEMENTATIONS:
+                for implementation, precision in settings.implementations:
                     log(f"warming up {arch.name} {implementation} {precision} batch {batch_size} "
                         f"xla={jit_compile}")
                     variants.append(
@@ -438,7 +460,8 @@ def run(settings, log=print):
     if settings.elbo_steps:
         arch = settings.architectures[-1]
         log(f"validation ELBO after {settings.elbo_steps} steps, {arch.name}")
-        elbos = elbo_runs(arch, settings.elbo_steps, settings.elbo_batch_size)
+        elbos = elbo_runs(arch, settings.elbo_steps, settings.elbo_batch_size,
+                          scored_in=settings.scored_in)
         loads.append(load_average())
 
     log("input pipelines")

@@ -9,6 +9,14 @@ from keras_vae import files
 #: The issue's targets for keras-vae's automatic precision against the plain
 #: float32 Keras loop, 64×64×3: images/s ratio per batch size, and limits.
 SPEED_TARGETS = {128: 1.6, 32: 1.4}
+#: keras-vae's own per-step cost: at every architecture and batch, float32
+#: and auto at least this many times the plain float32 loop's images/s.
+OVERHEAD_TARGET = 1.0
+#: Compiled (XLA) keras-vae against the plain loop compiled, and against
+#: keras-vae uncompiled (this CPU).
+XLA_TARGETS = {"plain": 0.9, "uncompiled": 0.7}
+#: BENCHMARKS.md's region written by `benchmarks.data_scaling`, kept as is.
+DATA_REGION = ("<!-- data-scaling:start -->", "<!-- data-scaling:end -->")
 ELBO_TOLERANCE = 0.01  # Relative, of the validation ELBO.
 FIRST_STEP_TOLERANCE = 0.20  # Relative, slower first step than float32.
 
@@ -50,20 +58,22 @@ def precision_table(rows):
 
 
 def xla_table(rows):
-    """Markdown: jit_compile on against off, where both were timed."""
+    """Markdown: jit_compile on against off, and against the plain loop compiled."""
     lookup = _lookup(rows)
     lines = [
         "| architecture | batch | variant | XLA off img/s | XLA on img/s | on / off "
-        "| first step off / on (s) |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| on / plain on | first step off / on (s) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for (arch, impl, precision, batch, xla), on in lookup.items():
         if not xla:
             continue
         off = lookup[(arch, impl, precision, batch, False)]
+        plain = lookup[(arch, "plain", "float32", batch, True)]
         lines.append(
             f"| {arch} | {batch} | {impl} {precision} | {off['images_per_s']:.0f} "
             f"| {on['images_per_s']:.0f} | {on['images_per_s'] / off['images_per_s']:.2f} "
+            f"| {on['images_per_s'] / plain['images_per_s']:.2f} "
             f"| {off['first_step_s']:.1f} / {on['first_step_s']:.1f} |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -83,14 +93,15 @@ def elbo_table(elbos):
         return ""
     lines = [
         "| architecture | precision | policy | seed | steps × batch | validation ELBO "
-        "(nats/image) | vs float32, same seed | these weights scored in auto | training (s) |",
+        "(nats/image) | vs float32, same seed | these weights scored in another precision "
+        "| training (s) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for e in elbos:
         base = _float32_of(elbos, e["seed"])["validation_elbo"]
-        same = e.get("same_weights_auto_elbo")
-        same = "–" if same is None else (
-            f"{same:.1f} ({100 * _change(same, e['validation_elbo']):+.3f} %)")
+        same = "<br>".join(
+            f"{policy}: {value:.1f} ({100 * _change(value, e['validation_elbo']):+.3f} %)"
+            for policy, value in e.get("same_weights_elbo", {}).items()) or "–"
         lines.append(
             f"| {e['architecture']} | {e['precision']} | {e['policy']} | {e['seed']} "
             f"| {e['steps']} × {e['batch_size']} | {e['validation_elbo']:.1f} "
@@ -108,8 +119,8 @@ def elbo_changes(elbos):
     auto = [_change(e["validation_elbo"], f32[e["seed"]]) for e in elbos
             if e["precision"] == "auto"]
     spread = [_change(f32[s], f32[seeds[0]]) for s in seeds[1:]]
-    same = [_change(e["same_weights_auto_elbo"], f32[e["seed"]]) for e in elbos
-            if "same_weights_auto_elbo" in e]
+    same = [_change(value, f32[e["seed"]]) for e in elbos
+            for value in e.get("same_weights_elbo", {}).values()]
     return auto, spread, same
 
 
@@ -132,6 +143,7 @@ def targets(rows, elbos, arch="64x64x3"):
             found.append((f"{arch} batch {batch}: first step, auto vs keras-vae float32",
                           f"{100 * change:+.0f} %", f"≤ +{100 * FIRST_STEP_TOLERANCE:.0f} %",
                           change <= FIRST_STEP_TOLERANCE))
+    found += overhead_targets(lookup) + xla_targets(lookup)
     if elbos:
         auto, spread, same = elbo_changes(elbos)
         mean = sum(auto) / len(auto)
@@ -144,8 +156,42 @@ def targets(rows, elbos, arch="64x64x3"):
                           ", ".join(f"{100 * s:+.2f} %" for s in spread), "–", None))
         if same:
             worst = max(same, key=abs)
-            found.append(("the same float32-trained weights scored in auto vs float32",
+            found.append(("the same float32-trained weights scored in mixed precision vs float32",
                           f"{100 * worst:+.3f} %", wanted, abs(worst) <= ELBO_TOLERANCE))
+    return found
+
+
+def overhead_targets(lookup):
+    """keras-vae float32 and auto against the plain float32 loop, XLA off,
+    at every architecture and batch measured."""
+    found = []
+    for (arch, impl, _, batch, xla), plain in lookup.items():
+        if impl != "plain" or xla:
+            continue
+        for precision in ("float32", "auto"):
+            ours = lookup.get((arch, "keras-vae", precision, batch, False))
+            if ours:
+                ratio = ours["images_per_s"] / plain["images_per_s"]
+                what = f"{arch} batch {batch}: keras-vae {precision} / plain float32 img/s"
+                found.append((f"{what} (overhead)", f"{ratio:.2f}×", f"≥ {OVERHEAD_TARGET}×",
+                              ratio >= OVERHEAD_TARGET))
+    return found
+
+
+def xla_targets(lookup):
+    """keras-vae float32 compiled against the plain loop compiled and against
+    itself uncompiled, wherever XLA was timed."""
+    found = []
+    for (arch, impl, precision, batch, xla), on in lookup.items():
+        if not xla or impl != "keras-vae" or precision != "float32":
+            continue
+        against = {"plain": lookup[(arch, "plain", "float32", batch, True)],
+                   "uncompiled": lookup[(arch, impl, precision, batch, False)]}
+        for name, target in XLA_TARGETS.items():
+            ratio = on["images_per_s"] / against[name]["images_per_s"]
+            what = "the plain loop compiled" if name == "plain" else "keras-vae uncompiled"
+            found.append((f"{arch} batch {batch}: keras-vae float32 compiled / {what} img/s",
+                          f"{ratio:.2f}×", f"≥ {target}×", ratio >= target))
     return found
 
 
@@ -189,11 +235,14 @@ def write_markdown(rows, extras, info, settings, path, elapsed_s):
     auto = info["precision"]
     xla = xla_table(rows)
     elbo = elbo_table(extras["elbo"])
+    gpu = (f"GPU: {', '.join(info['gpus'])}" if info.get("gpus") else
+           "no GPU (no GPU has been measured: `python -m benchmarks --gpu` is the GPU run, "
+           "a few minutes on one GPU)")
     text = f"""# Benchmarks
 
-Generated by `python -m benchmarks{' --quick' if settings == harness.QUICK else ''}` \
+Generated by `python -m benchmarks{' ' + settings.name if settings.name else ''}` \
 in {elapsed_s / 60:.1f} min on {info['date']}: {info['cpu']}, {info['cores']} cores \
-(CPU flags: {', '.join(auto['cpu_flags']) or 'none of note'}), TensorFlow \
+(CPU flags: {', '.join(auto['cpu_flags']) or 'none of note'}), {gpu}, TensorFlow \
 {info['tensorflow']}, Keras {info['keras']}, oneDNN (TF_ENABLE_ONEDNN_OPTS) {info['onednn']}.
 `precision = "auto"` resolved to **{auto['policy']}** ({auto['reason']}).
 The 1-minute load average, sampled at the start, after each round and at the end, was
@@ -225,18 +274,22 @@ Each seed's float32 and automatic-precision runs start from the same initial
 weights and train on the same cached batches (Adam 1e-3); then they are scored
 on 512 held-out images with one seeded z sample each. Two float32 seeds show
 how far runs land apart by chance alone; "these weights scored in auto" is the
-float32-trained model's ELBO with its networks computing in the automatic
+float32-trained model's ELBO with its networks computing in a mixed
 precision: what the precision does to the number itself.
 ''' if elbo else ''}{f'''
 ## XLA (jit_compile)
 
 {xla}
 
-Timed at one size only, because compiled steps are slow enough here to
-dominate the run's length (a variant whose step took over
+"on / plain on": keras-vae compiled against the plain loop compiled, the
+same networks. keras-vae's non-finite-step guard is a select (`tf.where`) of
+the new and old variable values, which XLA fuses into the update; the
+`tf.cond` it replaced made the compiled step 25× slower on CPU. Keras's
+`jit_compile="auto"` (what `keras-vae train` uses) compiles on a GPU and
+leaves XLA off on a CPU-only machine, where its kernels are slower than
+oneDNN's for plain Keras too (a variant whose step took over
 {harness.SLOW_STEPS}× the timing length is timed by its warm-up step alone:
-`timed_rounds` 0 in the CSV). Keras's `jit_compile="auto"` (what `keras-vae
-train` uses) leaves XLA off on a CPU-only machine; keep it off on CPU.
+`timed_rounds` 0 in the CSV).
 ''' if xla else ''}
 ## Input pipeline
 
@@ -265,4 +318,17 @@ Architectures: 28×28×1, filters (32, 64), latent 16, Bernoulli, Fashion-MNIST;
 64×64×3, filters (32, 64, 128), latent 32, Gaussian σ = {reference.GAUSSIAN_SIGMA},
 paintings (random crops).
 """
-    files.write_text(path, text)
+    files.write_text(path, text + _data_region(path))
+
+
+def _data_region(path):
+    """The data-scaling section of the BENCHMARKS.md at `path`, if it has one:
+    written by another command (`python -m benchmarks.data_scaling`), kept."""
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        return ""
+    start, end = old.find(DATA_REGION[0]), old.find(DATA_REGION[1])
+    if start < 0 or end < start:
+        return ""
+    return "\n" + old[start:end + len(DATA_REGION[1])] + "\n"

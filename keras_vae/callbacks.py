@@ -23,12 +23,15 @@ class NonFiniteLossError(FloatingPointError):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TerminateOnNonFinite(keras.callbacks.Callback):
-    """Stops `fit` at the first non-finite training or validation loss.
+    """Stops `fit` at the first step whose loss or gradients are not finite,
+    and at a non-finite validation loss.
 
     Unlike Keras's `TerminateOnNaN`, which lets the epoch end (so later
     callbacks would checkpoint broken weights), it raises at once, with the
     step. `VAE.train_step` skips the update of a non-finite step (outside
-    tf.distribute), so the model keeps the weights from before it.
+    tf.distribute) and records it in `model.non_finite_step`, which this
+    callback reads once per batch, so the model keeps the weights from
+    before it.
     Subclasses may override `error`.
 
     Example:
@@ -37,11 +40,31 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
     'training stopped at epoch 1, step 12: loss became NaN'
     """
 
+    #: Keras may run `on_train_batch_end` in a worker thread, so the step
+    #: loop never waits for it: a bad step is seen one step late at most, by
+    #: which time the model has skipped every step since (`non_finite_step`).
+    async_safe = True
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_train_begin(self, logs=None):
+        if self._guarded():
+            self.model.non_finite_step.assign(0)
+
     def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, "loss")
+        if not self._guarded():
+            return self._check(logs, "loss")
+        # One read per batch: the step the model found non-finite, if any.
+        step = int(self.model.non_finite_step.numpy())
+        if step:
+            loss = float((logs or {}).get("loss", math.nan))
+            if math.isfinite(loss):
+                raise self.error("the gradient", "non-finite", step)
+            raise self.error("loss", "NaN" if math.isnan(loss) else f"{loss}", step)
+
+    def _guarded(self):
+        return getattr(self.model, "skips_non_finite_steps", False)
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, "val_loss")
@@ -54,11 +77,12 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
             raise self.error(key, shown, int(self.model.optimizer.iterations.numpy()) + 1)
 
     def error(self, key, value, step):
-        """The exception to raise: `key` ("loss" or "val_loss") became `value`
-        ("NaN", "inf" or "-inf") at optimizer step `step` (1-based)."""
+        """The exception to raise: `key` ("loss", "val_loss" or "the gradient")
+        became `value` ("NaN", "inf", "-inf" or "non-finite") at optimizer
+        step `step` (1-based)."""
         kept = (
             "the model keeps its weights from before that step"
-            if getattr(self.model, "skips_non_finite_steps", False)
+            if self._guarded()
             else "the weights after that step may be non-finite"
         )
         return NonFiniteLossError(

@@ -8,6 +8,8 @@ gradient norms of the distortion and β·rate terms.
 import numpy as np
 import tensorflow as tf
 
+from keras_vae import compiled
+
 #: Burda et al. 2016: a latent dimension is active if Cov_x(E_q[z_d]) > 0.01.
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -33,9 +35,9 @@ def latent_statistics(model, data, max_batches=None):
     for i, x in enumerate(_batches(data)):
         if max_batches is not None and i >= max_batches:
             break
-        q = model.posterior_factors(x)
-        kls.append(model.kl_per_dim(q, q.sample(seed=[i, 0])).numpy())
-        locs.append(q.loc.numpy())
+        kl, loc = compiled.function(model, _posterior_kl)(x, tf.constant([i, 0]))
+        kls.append(kl.numpy())
+        locs.append(loc.numpy())
     if not locs:
         raise ValueError("latent_statistics got no data: pass a non-empty data set.")
     locs = np.concatenate(locs)
@@ -58,6 +60,18 @@ def gradient_norms(model, x, seed=0):
     drawn from the fixed `seed`: measuring changes no state of the model.
     """
     x = tf.convert_to_tensor(x, dtype="float32")
+    norms = compiled.function(model, _gradient_norms)(x, tf.constant([seed, 0]))
+    return {name: float(value) for name, value in norms.items()}
+
+
+def _posterior_kl(model, x, seed):
+    """KL(q(z_d|x) ‖ p(z_d)) per image and dimension, nats, and the posterior mean."""
+    q = model.posterior_factors(x)
+    z = q.loc + q.scale * compiled.standard_normal(tf.shape(q.loc), seed)
+    return model.kl_per_dim(q, z), q.loc
+
+
+def _gradient_norms(model, x, seed):
     with tf.GradientTape(persistent=True) as tape:
         terms = model.compute_terms(x, training=True, seed=seed)
         weighted_rate = terms["loss"] - terms["distortion"]
@@ -65,6 +79,6 @@ def gradient_norms(model, x, seed=0):
     norms = {}
     for name, value in (("distortion", terms["distortion"]), ("beta_rate", weighted_rate)):
         grads = [g for g in tape.gradient(value, weights) if g is not None]
-        norms[name] = float(tf.linalg.global_norm(grads)) if grads else 0.0
+        norms[name] = tf.linalg.global_norm(grads) if grads else tf.constant(0.0)
     del tape
     return norms

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae import compiled
+
 #: The spacing of 8-bit pixel values scaled to [0, 1] (v / 255): the width of
 #: the bin of each value when a density on [0, 1] is read as a distribution
 #: over the 256 levels.
@@ -66,22 +68,25 @@ def iwae_bound(model, x, k=1000, chunk=100, seed=0):
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}.")
     x = tf.convert_to_tensor(x, dtype="float32")
-    q = model.posterior_factors(x)  # Normal, batch shape [B, d].
+    chunk_logsumexp = compiled.function(model, _chunk_logsumexp)
     total = None  # log Σ_i w_i over the chunks so far, [B].
     for index, start in enumerate(range(0, k, chunk)):
-        chunk_lse = tf.reduce_logsumexp(
-            _log_weights(model, x, q, min(chunk, k - start), (seed, index)), axis=0
-        )
+        chunk_lse = chunk_logsumexp(x, min(chunk, k - start), tf.constant([seed, index]))
         total = chunk_lse if total is None else tf.reduce_logsumexp(
             tf.stack([total, chunk_lse]), axis=0
         )
     return (total - math.log(k)).numpy()
 
 
+def _chunk_logsumexp(model, x, n, seed):
+    """log Σ_i w_i over n importance samples per image, [B] (compiled as the model is)."""
+    return tf.reduce_logsumexp(_log_weights(model, x, model.posterior_factors(x), n, seed), axis=0)
+
+
 def _log_weights(model, x, q, n, seed):
     """log p(x|z) + log p(z) − log q(z|x) for n samples z per image, [n, B]."""
     batch = tf.shape(x)[0]
-    eps = tf.random.stateless_normal(tf.concat([[n], tf.shape(q.loc)], 0), seed=seed)
+    eps = compiled.standard_normal(tf.concat([[n], tf.shape(q.loc)], 0), seed)
     z = q.loc + q.scale * eps  # [n, B, d]
     log_q = tf.reduce_sum(q.log_prob(z), axis=-1)
     log_prior = tf.reduce_sum(model.prior.log_prob(z), axis=-1)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae import callbacks as callbacks_lib
+from keras_vae import compiled
 from keras_vae import likelihoods as likelihoods_lib
 from keras_vae import precision as precision_lib
 
@@ -63,7 +64,8 @@ class VAE(keras.Model):
     ['distortion', 'elbo', 'loss', 'mse', 'rate']
     """
 
-    #: The terms of `compute_terms` that fit/evaluate log (batch means);
+    #: The terms of `compute_terms` that fit/evaluate log (means over the
+    #: epoch's images);
     #: `mse` is the mean squared error per pixel value of the likelihood mean
     #: at the sampled z (pixel units², [0, 1] images).
     metric_names = ("loss", "distortion", "rate", "elbo", "mse")
@@ -111,6 +113,12 @@ class VAE(keras.Model):
         self.batch_distortion = likelihoods_lib.scalar_weight(
             self, "batch_distortion", aggregation="mean")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
+        # The optimizer step (1-based) of the first step of this `fit` whose
+        # loss or gradients were not finite, 0 while none was; reset by
+        # `TerminateOnNonFinite`. Session state, so not a weight saved with
+        # the model: a plain `tf.Variable`, which Keras does not track.
+        self.non_finite_step = tf.Variable(0, dtype="int64", trainable=False,
+                                           name="non_finite_step")
         self.built = True
 
     def _check_shapes(self):
@@ -187,13 +195,12 @@ class VAE(keras.Model):
         """Per-batch loss terms, nats per image (batch means); `mse` in pixel units².
 
         Pure but for the sampler: z is drawn with `model.seed_generator`, or
-        statelessly from `seed` (an int) when given, so diagnostics can call
-        this without moving the training's random stream.
+        statelessly from `seed` (an int or a pair) when given, so diagnostics
+        can call this without moving the training's random stream.
         """
         q = self.posterior_factors(x, training)
-        eps = keras.random.normal(
-            tf.shape(q.loc), seed=self.seed_generator if seed is None else seed
-        )
+        eps = compiled.standard_normal(
+            tf.shape(q.loc), self.seed_generator if seed is None else seed)
         z = q.loc + q.scale * eps  # reparameterisation (Kingma & Welling 2014)
         params = self.decoder_params(z, training)
         distortion = tf.reduce_mean(self.likelihood.nll(x, params, training=training))
@@ -226,38 +233,67 @@ class VAE(keras.Model):
             # whose `apply` divides it out again); the identity otherwise.
             loss = self.optimizer.scale_loss(loss)
         grads = tape.gradient(loss, self.trainable_weights)
-
-        def update():
-            self.optimizer.apply(grads, self.trainable_weights)
-            self.likelihood.update_state(terms["mse"])
-            for name, variable in (("rate", self.batch_rate), ("distortion", self.batch_distortion)):
-                if name in terms:
-                    variable.assign(terms[name])
-            return tf.constant(True)
-
         # Set while tracing, read by `TerminateOnNonFinite` for its message.
         self.skips_non_finite_steps = not tf.distribute.has_strategy()
         if not self.skips_non_finite_steps:
-            # Replicas synchronise inside `apply`, which tf.distribute does
-            # not allow under a per-replica `tf.cond`: the step is applied and
+            # Replicas synchronise inside `apply`: the step is applied and
             # `fit` stops right after it (`callbacks.TerminateOnNonFinite`).
-            update()
+            self._update(grads, terms)
         else:
-            # A non-finite loss leaves every variable as it was (the weights,
-            # Adam's moments and step, σ's running estimate); `fit` then stops
-            # with `callbacks.NonFiniteLossError`.
-            tf.cond(tf.math.is_finite(terms["loss"]), update, lambda: tf.constant(False))
-        return self._log(terms)
+            # A step whose loss or gradients are not finite leaves every
+            # variable as it was (the weights, Adam's moments and step, σ's
+            # running estimate, the batch terms); `fit` then stops with
+            # `callbacks.NonFiniteLossError`.
+            self._guarded_update(grads, terms)
+        return self._log(terms, x)
+
+    def _guarded_update(self, grads, terms):
+        # Sticky: after one non-finite step every later step of the same
+        # `fit` is skipped too, so with steps_per_execution > 1 the model
+        # still holds the weights from before the first bad step when
+        # `TerminateOnNonFinite` sees it.
+        finite = compiled.all_finite([terms["loss"]] + ([] if self._scales_loss else grads))
+        apply = tf.logical_and(finite, tf.equal(self.non_finite_step, 0))
+        step = self.optimizer.iterations + 1
+        with compiled.kept_unless(apply, self._step_state()):
+            self._update(grads, terms)
+        first_bad = tf.logical_and(tf.logical_not(finite), tf.equal(self.non_finite_step, 0))
+        self.non_finite_step.assign(
+            tf.where(first_bad, tf.cast(step, "int64"), self.non_finite_step))
+
+    @property
+    def _scales_loss(self):
+        # A `LossScaleOptimizer` skips steps whose scaled gradients overflow
+        # and lowers its scale: that is how it finds the scale, not an error.
+        return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def _step_state(self):
+        """Every variable a training step writes, but a loss scale's own."""
+        optimizer = self.optimizer.inner_optimizer if self._scales_loss else self.optimizer
+        return [*self.trainable_variables, *optimizer.variables,
+                *self.likelihood.non_trainable_variables, self.batch_rate, self.batch_distortion]
+
+    def _update(self, grads, terms):
+        self.optimizer.apply(grads, self.trainable_weights)
+        self.likelihood.update_state(terms["mse"])
+        for name, variable in (("rate", self.batch_rate), ("distortion", self.batch_distortion)):
+            if name in terms:  # An `Autoencoder` has no rate.
+                variable.assign(terms[name])
 
     def test_step(self, data):
-        return self._log(self.compute_terms(_images(data), training=False))
+        x = _images(data)
+        return self._log(self.compute_terms(x, training=False), x)
 
     def predict_step(self, data):
         return self(_images(data), training=False)
 
-    def _log(self, terms):
+    def _log(self, terms, x):
+        # Each batch mean weighted by its images, as Keras's own loss tracker
+        # does: the epoch's numbers are means over images, partial last
+        # batch included, not means of batch means.
+        images = tf.cast(tf.shape(x)[0], "float32")
         for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
+            tracker.update_state(terms[name], sample_weight=images)
         logs = {name: t.result() for name, t in self.trackers.items()}
         logs["beta"] = tf.identity(self.beta)
         logs.update(self.likelihood.log_values())

@@ -46,6 +46,66 @@ class RunFolderError(FileNotFoundError):
     """A folder given as a run is none; the one-line message says what to do."""
 
 
+class RunFileError(ValueError):
+    """A file the run wrote is damaged or disagrees with the rest of the run
+    (exit 2); the one-line message names the file and says what to do."""
+
+
+def damaged(path, problem, remedy):
+    """The RunFileError of the file at `path`: "'<path>' is damaged (<problem>): <remedy>"."""
+    return RunFileError(f"{str(path)!r} is damaged ({' '.join(str(problem).split())[:300]}): "
+                        f"{remedy}")
+
+
+def count(low=0):
+    """A field check: an integer (not a bool) >= `low`."""
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
+            f"an integer >= {low}")
+
+
+def real(low=None, optional=False):
+    """A field check: a number (not a bool) >= `low`; None too if `optional`."""
+    def ok(v):
+        if v is None:
+            return optional
+        return isinstance(v, int | float) and not isinstance(v, bool) and (
+            low is None or v >= low)
+    return ok, "a number" + (f" >= {low}" if low is not None else "") + (
+        " or null" if optional else "")
+
+
+def kind(*types, optional=False):
+    """A field check: an instance of `types`; None too if `optional`."""
+    names = " or ".join({dict: "an object", list: "a list", str: "a string"}[t] for t in types)
+    return (lambda v: (optional and v is None) or isinstance(v, types),
+            names + (" or null" if optional else ""))
+
+
+#: metrics.json's fields that keras-vae reads back: {name: (test, what it must be)}.
+METRICS_FIELDS = {"epochs_completed": count(0), "train": kind(dict), "best": kind(dict)}
+
+
+def read_json(path, fields, remedy):
+    """The JSON object at `path`, each of `fields` ({name: (test, what)})
+    present and passing its test. The one way keras-vae reads back a JSON
+    file it wrote: a truncated or edited file raises RunFileError naming it
+    and `remedy`, never a raw JSON error or a later traceback."""
+    try:
+        value = json.loads(pathlib.Path(path).read_text())
+    except UnicodeDecodeError as error:
+        raise damaged(path, f"not text: {error.reason}", remedy) from None
+    except ValueError as error:
+        raise damaged(path, f"not JSON: {error}", remedy) from None
+    if not isinstance(value, dict):
+        raise damaged(path, f"a JSON {type(value).__name__}, not an object", remedy)
+    for name, (test, what) in fields.items():
+        if name not in value:
+            raise damaged(path, f"no {name!r}", remedy)
+        if not test(value[name]):
+            raise damaged(path, f"{name!r} must be {what}, got {value[name]!r}", remedy)
+    return value
+
+
 def run_name(config):
     """`config["train"]["run_name"]`, or `<data>-<likelihood>-<schedule>-z<d>-s<seed>-<hash>`.
 
@@ -74,9 +134,13 @@ def run_dir(config):
 
 
 def read_metrics(folder):
-    """The run's metrics.json as a dict; None until the run has finished."""
+    """The run's metrics.json as a dict; None until the run has finished.
+    Raises RunFileError if it is damaged."""
     path = pathlib.Path(folder) / METRICS
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    return read_json(path, METRICS_FIELDS, "delete it and rerun the run's keras-vae train "
+                     "command: it is rewritten from the last checkpoint")
 
 
 def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):

@@ -1,0 +1,140 @@
+"""One run folder, one writer: an advisory lock held for a command's life.
+
+Every command that writes into a run folder (`train`, `evaluate`, `export`,
+and `sweep`/`demo` through them) holds `RUN/.lock` (`fcntl.flock`, exclusive)
+while it runs. The file holds the holder's pid, command and start time, so a
+second command is refused in one line naming it. The kernel drops the lock
+when its holder dies, even by kill -9, so a stale lock (its pid no longer
+running) is simply taken over, with a note. Once it holds the lock, a command
+deletes the temporary files and folders that a killed command left in the
+run (see `keras_vae.files.remove_leftovers`): no one else writes there.
+
+Importing this module does not import TensorFlow.
+
+Example:
+
+    >>> with hold(folder, "keras-vae train"):
+    ...     pass  # Write into folder: no other keras-vae command does.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import pathlib
+import shlex
+import sys
+import time
+
+LOCK = ".lock"
+
+
+class RunLockedError(ValueError):
+    """Another command holds the run folder (exit 2); the message names it."""
+
+
+@contextlib.contextmanager
+def hold(folder, command):
+    """Holds `folder`'s lock while the block runs; creates `folder` if needed.
+
+    Raises RunLockedError, naming the holder, if another process holds it.
+    On entry, removes what interrupted writes left in the folder.
+    """
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(_refusal(folder, _holder(fd))) from None
+        _note_stale(folder, _read(fd))
+        _write(fd, {"pid": os.getpid(), "command": command,
+                    "argv": shlex.join(sys.argv)[:500],
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+        _remove_leftovers(folder)
+        try:
+            yield folder
+        finally:
+            _write(fd, {})  # Released: the file names no holder.
+    finally:
+        os.close(fd)  # Closing the last descriptor releases the lock.
+
+
+def holder(folder):
+    """The holder's record ({"pid", "command", "argv", "started"}) if a
+    process holds `folder`'s lock now, else None."""
+    path = pathlib.Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _holder(fd):
+    """The record of the process holding the lock on `fd`: it writes it just
+    after locking, so an empty file is read again for up to a second."""
+    for _ in range(10):
+        record = _read(fd)
+        if record.get("pid"):
+            return record
+        time.sleep(0.1)
+    return {}
+
+
+def _refusal(folder, record):
+    who = (f"{record.get('command', 'a keras-vae command')} (pid {record['pid']}, "
+           f"started {record.get('started', '?')})" if record.get("pid")
+           else "another keras-vae command")
+    return (f"{folder} is in use by {who}: wait for it to finish or stop it, then rerun; "
+            "one command at a time writes into a run folder")
+
+
+def _note_stale(folder, record):
+    """Says so when the last holder died without releasing its record."""
+    pid = record.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+        print(f"keras-vae: note: {folder} was left locked by "
+              f"{record.get('command', 'a command')} (pid {pid}), which is no longer "
+              "running: taking over", file=sys.stderr)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read(fd):
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write(fd, record):
+    data = json.dumps(record).encode() + b"\n" if record else b""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def _remove_leftovers(folder):
+    """Temporary names of interrupted writes, in `folder` and below."""
+    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
+
+    for where in [folder, *(p for p in sorted(folder.rglob("*")) if p.is_dir()
+                            and not any(part.startswith(".") for part in
+                                        p.relative_to(folder).parts))]:
+        files.remove_leftovers(where)

@@ -98,9 +98,10 @@ def restore_checkpoint(model, folder, steps_per_epoch, remedy, check_state=None)
     problems = []
     for path in found:
         try:
-            state = _restore(model, path, steps_per_epoch, remedy)
+            state = _restore(model, path, steps_per_epoch)
         except Exception as error:  # h5py, json and Keras raise their own types.
-            problems.append(f"{path.name}: {' '.join(str(error).split())[:200]}")
+            problem = " ".join(str(error).replace(f"{path}/", "").split())
+            problems.append(f"{path.name}: {problem[:300]}")
             continue
         if check_state is not None:
             check_state(state)  # Older checkpoints would not pass either.
@@ -115,14 +116,14 @@ def restore_checkpoint(model, folder, steps_per_epoch, remedy, check_state=None)
     )
 
 
-def _restore(model, path, steps_per_epoch, remedy):
+def _restore(model, path, steps_per_epoch):
     """The state of checkpoint `path`, loaded into `model`; raises if any
     part of it is damaged or disagrees with the rest."""
-    state = runfolder.read_json(path / CHECKPOINT_STATE, STATE_FIELDS, remedy)
+    state = runfolder.read_json(path / CHECKPOINT_STATE, STATE_FIELDS, remedy=None)
     epochs = state["epochs_completed"]
     if path.name != f"epoch-{epochs:05d}":
         raise runfolder.damaged(path / CHECKPOINT_STATE,
-                                f"epochs_completed {epochs} in the folder {path.name}", remedy)
+                                f"epochs_completed {epochs} in the folder {path.name}", None)
     with warnings.catch_warnings():
         # Keras only warns when variables do not match; that is a failure here.
         warnings.simplefilter("error")
@@ -130,8 +131,8 @@ def _restore(model, path, steps_per_epoch, remedy):
     step = int(model.optimizer.iterations.numpy())
     if step != epochs * steps_per_epoch:
         raise runfolder.damaged(
-            path / CHECKPOINT_WEIGHTS, f"optimizer step {step}, not {epochs} epochs × "
-            f"{steps_per_epoch} steps", remedy)
+            path / CHECKPOINT_WEIGHTS, f"optimizer step {step} where epochs_completed × steps "
+            f"per epoch = {epochs} × {steps_per_epoch} = {epochs * steps_per_epoch}", None)
     random_state, unsaved = state.pop("random_state"), _unsaved_variables(model)
     if len(random_state) != len(unsaved):
         raise ValueError(f"{len(random_state)} random states for {len(unsaved)} generators")

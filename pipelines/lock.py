@@ -3,9 +3,10 @@
 Every command that writes into a run folder (`train`, `evaluate`, `export`,
 and `sweep`/`demo` through them) holds `RUN/.lock` (`fcntl.flock`, exclusive)
 while it runs. The file holds the holder's pid, command and start time, so a
-second command is refused in one line naming it. The kernel drops the lock
-when its holder dies, even by kill -9, so a stale lock (its pid no longer
-running) is simply taken over, with a note. Once it holds the lock, a command
+second command is refused in one line naming it; it is removed when the
+command ends. The kernel drops the lock when its holder dies, even by
+kill -9, so a stale lock file (its pid no longer running) is taken over, with
+a note. Once it holds the lock, a command
 deletes the temporary files and folders that a killed command left in the
 run (see `keras_vae.files.remove_leftovers`): no one else writes there.
 
@@ -42,40 +43,38 @@ def hold(folder, command):
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd = _lock(folder)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(_refusal(folder, _holder(fd))) from None
         _note_stale(folder, _read(fd))
         _write(fd, {"pid": os.getpid(), "command": command,
                     "argv": shlex.join(sys.argv)[:500],
                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
         _remove_leftovers(folder)
-        try:
-            yield folder
-        finally:
-            _write(fd, {})  # Released: the file names no holder.
+        yield folder
     finally:
+        # Unlinked while held: a command that opened this file meanwhile
+        # sees, once it gets the lock, that it is no longer the folder's.
+        with contextlib.suppress(OSError):
+            os.unlink(folder / LOCK)
         os.close(fd)  # Closing the last descriptor releases the lock.
 
 
-def holder(folder):
-    """The holder's record ({"pid", "command", "argv", "started"}) if a
-    process holds `folder`'s lock now, else None."""
-    path = pathlib.Path(folder) / LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _holder(fd)
-    finally:
-        os.close(fd)
-    return None
+def _lock(folder):
+    """A descriptor of `folder/.lock`, exclusively locked; raises
+    RunLockedError, naming the holder, if another process holds it."""
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            record = _holder(fd)
+            os.close(fd)
+            raise RunLockedError(_refusal(folder, record)) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)  # Its holder removed it before we locked it: again.
 
 
 def _holder(fd):

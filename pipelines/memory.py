@@ -90,7 +90,7 @@ def check(config, free=None):
     needed = sum(parts.values())
     if needed <= free:
         return
-    flag, key = _flag_to_lower(config)
+    flag, key = _flag_to_lower(config, parts)
     largest = ", ".join(f"{name} {_gb(size)}" for name, size in
                         sorted(parts.items(), key=lambda kv: -kv[1]) if size >= 0.05 * needed)
     section, _, name = key.partition(".")
@@ -100,8 +100,12 @@ def check(config, free=None):
     )
 
 
-def _flag_to_lower(config):
-    """(flag, key) of the setting whose halving saves the most memory."""
+def _flag_to_lower(config, parts):
+    """(flag, key) of the setting to lower: the batch size when activations
+    dominate, else the image size or the latent size, whichever's halving
+    saves the most."""
+    if max(parts, key=parts.get) == "activations":
+        return FLAGS["train.batch_size"], "train.batch_size"
     total = sum(estimate(config).values())
 
     def saved(key):
@@ -109,7 +113,7 @@ def _flag_to_lower(config):
         smaller = {**config, section: {**config[section], name: config[section][name] / 2}}
         return total - sum(estimate(smaller).values())
 
-    key = max(FLAGS, key=saved)
+    key = max(("data.image_size", "model.latent_dim"), key=saved)
     return FLAGS[key], key
 
 

@@ -47,14 +47,17 @@ def load_model(path, kind=keras_vae.VAE, compile=True):
 
 
 def check_model(config, model, path):
-    """Raises RunFileError unless the run's `config` (its config.toml) and
-    the VAE loaded from `path` have the same image shape and latent size."""
-    d = config["data"]
-    expected = {"data.image_size": (d["image_size"], model.image_shape[0]),
-                "data.channels": (d["channels"], model.image_shape[2]),
-                "model.latent_dim": (config["model"]["latent_dim"], model.latent_dim)}
-    wrong = [f"{key} {want}, the model's {got}" for key, (want, got) in expected.items()
-             if int(want) != int(got)]
+    """Raises RunFileError unless the run's `config` (its config.toml, as
+    read: keys may be missing) and the VAE loaded from `path` have the same
+    image shape and latent size."""
+    expected = {"data.image_size": model.image_shape[0], "data.channels": model.image_shape[2],
+                "model.latent_dim": model.latent_dim}
+    wrong = []
+    for key, got in expected.items():
+        section, _, name = key.partition(".")
+        want = (config.get(section) or {}).get(name)
+        if want is not None and want != int(got):
+            wrong.append(f"{key} is {want!r}, the model's {int(got)}")
     if wrong:
         raise runfolder.RunFileError(
             f"{str(pathlib.Path(path).parent / runfolder.CONFIG)!r} does not match "

@@ -52,9 +52,10 @@ class RunFileError(ValueError):
 
 
 def damaged(path, problem, remedy):
-    """The RunFileError of the file at `path`: "'<path>' is damaged (<problem>): <remedy>"."""
-    return RunFileError(f"{str(path)!r} is damaged ({' '.join(str(problem).split())[:300]}): "
-                        f"{remedy}")
+    """The RunFileError of the file at `path`: "'<path>' is damaged
+    (<problem>): <remedy>" (no remedy: the caller says what to do)."""
+    problem = " ".join(str(problem).split())[:300]
+    return RunFileError(f"{str(path)!r} is damaged ({problem})" + (f": {remedy}" if remedy else ""))
 
 
 def count(low=0):
@@ -114,7 +115,9 @@ def run_name(config):
     """
     if config["train"]["run_name"]:
         return config["train"]["run_name"]
-    key = {k: v for k, v in config_lib.flatten(config).items()
+    # + 0.0 makes -0.0 0.0: one config, one name.
+    key = {k: v + 0.0 if isinstance(v, float) else v
+           for k, v in config_lib.flatten(config).items()
            if k not in config_lib.RUN_INDEPENDENT_KEYS}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
     name = "-".join([
@@ -173,3 +176,48 @@ def check(folder, needs=(CONFIG, MODEL)):
                 "or point at a run folder"
             )
     return folder
+
+
+def sha256(path):
+    """The hex SHA-256 of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_record(run_dir):
+    """What the run's model.keras is: {"file", "sha256", "epoch" (the epoch it
+    is of: best ELBO), "epochs_trained", "run_finished"}. From metrics.json,
+    or for an unfinished run from its newest checkpoint's state.json; epochs
+    None where neither says. Exports record it, so a stale export can be
+    told from a fresh one; evaluate prints it."""
+    run_dir = pathlib.Path(run_dir)
+    record = {"file": MODEL, "sha256": sha256(check(run_dir, needs=(MODEL,)) / MODEL),
+              "epoch": None, "epochs_trained": None, "run_finished": False}
+    state = read_metrics(run_dir)
+    if state is not None:
+        record["run_finished"] = True
+    else:
+        found = sorted((run_dir / CHECKPOINTS).glob("epoch-[0-9]*/state.json"))
+        state = found and read_json(
+            found[-1], {"epochs_completed": count(1)},
+            "delete that checkpoint folder (the one before it is used) or rerun keras-vae train")
+    if state:
+        best = state.get("best_epoch")
+        record["epoch"] = best if isinstance(best, int) and not isinstance(best, bool) else None
+        record["epochs_trained"] = state["epochs_completed"]
+    return record
+
+
+def describe_source(record):
+    """One phrase: which epoch's model.keras `record` is, of what run."""
+    epoch = f"epoch {record['epoch']}" if record["epoch"] else "an unrecorded epoch"
+    if record["run_finished"]:
+        return (f"model.keras of {epoch} (best ELBO) of a run finished after "
+                f"{record['epochs_trained']} epochs")
+    if record["epochs_trained"]:
+        return (f"model.keras of {epoch} (best ELBO) of an unfinished run, "
+                f"{record['epochs_trained']} epochs trained")
+    return "model.keras (the run records no epochs)"

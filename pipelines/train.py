@@ -11,7 +11,6 @@ A run interrupted at any instant resumes exactly as if it had not been; at
 most the interrupted epoch is redone; a finished run returns at once.
 """
 
-import argparse
 import math
 import shutil
 
@@ -249,7 +248,7 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
 
 
 def build_parser(prog="keras-vae train", config_default=None):
-    parser = argparse.ArgumentParser(
+    parser = flags.ArgumentParser(
         prog=prog,
         description="Train a VAE into a resumable run folder. Flags override the "
         "--config file, which overrides the defaults.",

@@ -128,6 +128,8 @@ def main(argv=None):
     handle_signals()
     try:
         return _dispatch(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exit_:  # argparse: --help, or its one-line error.
+        return exit_.code
     except KeyboardInterrupt as err:
         return interrupted(err, "nothing was left half-written; rerun the same command")
 

@@ -90,7 +90,7 @@ def check(config, free=None):
     needed = sum(parts.values())
     if needed <= free:
         return
-    flag, key = _flag_to_lower(config, parts)
+    flag, key = _flag_to_lower(config)
     largest = ", ".join(f"{name} {_gb(size)}" for name, size in
                         sorted(parts.items(), key=lambda kv: -kv[1]) if size >= 0.05 * needed)
     section, _, name = key.partition(".")
@@ -100,20 +100,26 @@ def check(config, free=None):
     )
 
 
-def _flag_to_lower(config, parts):
-    """(flag, key) of the setting to lower: the batch size when activations
-    dominate, else the image size or the latent size, whichever's halving
-    saves the most."""
-    if max(parts, key=parts.get) == "activations":
-        return FLAGS["train.batch_size"], "train.batch_size"
+def _flag_to_lower(config):
+    """(flag, key) of the setting to lower: the one whose return to its
+    default saves the most memory (the setting that made the run big), or,
+    all at or below their defaults, whose halving saves the most."""
+    from pipelines import config as config_lib
+
     total = sum(estimate(config).values())
 
-    def saved(key):
+    def saved(key, value):
         section, _, name = key.partition(".")
-        smaller = {**config, section: {**config[section], name: config[section][name] / 2}}
+        smaller = {**config, section: {**config[section], name: value}}
         return total - sum(estimate(smaller).values())
 
-    key = max(("data.image_size", "model.latent_dim"), key=saved)
+    def default(key):
+        section, _, name = key.partition(".")
+        return min(config[section][name], config_lib.DEFAULTS[section][name])
+
+    key = max(FLAGS, key=lambda k: saved(k, default(k)))
+    if saved(key, default(key)) <= 0:
+        key = max(FLAGS, key=lambda k: saved(k, config[k.split(".")[0]][k.split(".")[1]] / 2))
     return FLAGS[key], key
 
 

@@ -7,7 +7,6 @@ place only once complete; the previous one is kept as a fallback. A run
 interrupted at any instant resumes exactly as if it had not been.
 """
 
-import json
 import math
 import pathlib
 import shutil

@@ -5,10 +5,14 @@ and `sweep`/`demo` through them) holds `RUN/.lock` (`fcntl.flock`, exclusive)
 while it runs. The file holds the holder's pid, command and start time, so a
 second command is refused in one line naming it; it is removed when the
 command ends. The kernel drops the lock when its holder dies, even by
-kill -9, so a stale lock file (its pid no longer running) is taken over, with
-a note. Once it holds the lock, a command
-deletes the temporary files and folders that a killed command left in the
-run (see `keras_vae.files.remove_leftovers`): no one else writes there.
+kill -9, so a stale lock file (its holder gone) is taken over, with a note.
+Once it holds the lock, a command deletes the temporary files and folders
+that a killed command left in the run (see `keras_vae.files.remove_leftovers`):
+no one else writes there.
+
+An advisory lock binds only the processes that take it: keras-vae commands.
+On a network file system without flock support, `fcntl.flock` may lock
+nothing (NFS emulates it with POSIX locks since Linux 2.6.12).
 
 Importing this module does not import TensorFlow.
 
@@ -97,22 +101,12 @@ def _refusal(folder, record):
 
 
 def _note_stale(folder, record):
-    """Says so when the last holder died without releasing its record."""
-    pid = record.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+    """Says so when the lock file still names a holder: a command that ends
+    removes the file, so its holder died (kill -9, a crash, a power cut)."""
+    if record.get("pid"):
         print(f"keras-vae: note: {folder} was left locked by "
-              f"{record.get('command', 'a command')} (pid {pid}), which is no longer "
-              "running: taking over", file=sys.stderr)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+              f"{record.get('command', 'a command')} (pid {record['pid']}), which is no "
+              "longer running: taking over", file=sys.stderr)
 
 
 def _read(fd):
@@ -124,16 +118,16 @@ def _read(fd):
 
 
 def _write(fd, record):
-    data = json.dumps(record).encode() + b"\n" if record else b""
     os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+    os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
 
 
 def _remove_leftovers(folder):
     """Temporary names of interrupted writes, in `folder` and below."""
     from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
 
-    for where in [folder, *(p for p in sorted(folder.rglob("*")) if p.is_dir()
-                            and not any(part.startswith(".") for part in
-                                        p.relative_to(folder).parts))]:
+    def visible(path):
+        return not any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+    for where in [folder, *(p for p in folder.rglob("*") if p.is_dir() and visible(p))]:
         files.remove_leftovers(where)

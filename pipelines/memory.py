@@ -24,14 +24,15 @@ Example:
     True
 """
 
-import math
 import os
 import pathlib
+
+from pipelines import config as config_lib
 
 #: Validation images kept for TensorBoard's pictures (see `pipelines.train`).
 SUMMARY_IMAGES = 256
 FLOAT = 4  # bytes
-#: The flags whose value the estimate grows with, and what lowering one means.
+#: The settings the estimate grows with: {config key: flag}.
 FLAGS = {"data.image_size": "--image-size", "model.latent_dim": "--latent-dim",
          "train.batch_size": "--batch-size"}
 
@@ -104,8 +105,6 @@ def _flag_to_lower(config):
     """(flag, key) of the setting to lower: the one whose return to its
     default saves the most memory (the setting that made the run big), or,
     all at or below their defaults, whose halving saves the most."""
-    from pipelines import config as config_lib
-
     total = sum(estimate(config).values())
 
     def saved(key, value):

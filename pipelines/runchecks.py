@@ -73,7 +73,7 @@ def data_fingerprint(config):
     d = config["data"]
     source = str(d["source"])
     names, count = [source], None
-    if os.path.isdir(source) and source not in data_lib.EMBEDDED:
+    if os.path.isdir(source):  # keras_vae.data's public names only: image_files.
         found = data_lib.image_files(source)
         names, count = [p.relative_to(source).as_posix() for p in found], len(found)
     key = json.dumps([names, d["validation_split"], d["seed"]])

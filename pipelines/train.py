@@ -15,7 +15,6 @@ import math
 import shutil
 
 import keras
-import numpy as np
 
 import keras_vae
 from keras_vae import data as data_lib
@@ -171,12 +170,11 @@ def train(config, verbose=1, callbacks=()):
         state["data_fingerprint"] = fingerprint
         if chief:
             config_lib.dump_toml(config, folder / runfolder.CONFIG)
-        _fit(config, model, sets, info, state, out, say, verbose, callbacks)
-        metrics = _final_metrics(model, sets, state["saver"])
+        saver, board = _fit(config, model, sets, info, state, out, say, verbose, callbacks)
+        metrics = _final_metrics(model, sets, saver)
         metrics["precision"] = precision.as_dict()
         if chief:
-            _save_images(model, state["board"].images, state["board"].train_images, folder,
-                         t["seed"])
+            _save_images(model, board.images, board.train_images, folder, t["seed"])
             files.write_json(folder / runfolder.METRICS, metrics)
     if not chief:
         shutil.rmtree(out, ignore_errors=True)
@@ -197,7 +195,8 @@ def _finished(config, folder, say):
 
 def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
     """Trains `model` from the restored `state` to the config's epochs;
-    leaves the saver and the board in `state` ("saver", "board")."""
+    returns the run's saver and TensorBoard callbacks, for the final metrics
+    and pictures."""
     t = config["train"]
     beta_cb, _ = beta_lib.callback(config["beta"], state.get("controller") or None)
     initial_epoch = state.get("epochs_completed", 0)
@@ -218,7 +217,6 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
         train_images=_grid_images(config, sets, info),
     )
-    state.update(saver=saver, board=board)
     alarm = monitoring.CollapseAlarm(
         min_active_units=t["collapse_active_units"],
         min_rate_per_active_unit=t["collapse_rate_per_unit"], log_dir=out / runfolder.LOGS,
@@ -245,6 +243,7 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
             )
     finally:
         board.close()
+    return saver, board
 
 
 def build_parser(prog="keras-vae train", config_default=None):

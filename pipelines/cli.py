@@ -148,4 +148,8 @@ def _dispatch(argv):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m pipelines.cli`: run the importable module's `main`, whose
+    # `Terminated` is the class the subcommands (importing pipelines.cli) catch.
+    from pipelines.cli import main as importable_main
+
+    raise SystemExit(importable_main())

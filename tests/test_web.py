@@ -4,7 +4,10 @@ import http.client
 import json
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import urllib.parse
 
 import keras
@@ -221,3 +224,21 @@ def test_page_refuses_a_modified_decoder(digits_run, tmp_path):
     with pytest.raises(RuntimeError, match="decoder.onnx does not match the sha256 in export.json"):
         with browser.open_page(export_dir):
             pass
+
+
+def test_serve_stops_on_sigterm_in_one_line_after_its_stale_warning(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "export" / "web").mkdir(parents=True)
+    (run_dir / "export" / "web" / "index.html").write_text("<p>page</p>")
+    (run_dir / "model.keras").write_bytes(b"weights")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", str(run_dir), "--port", "0"],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(f"Serving {run_dir / 'export'} at http://")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate()
+    assert process.returncode == 143
+    assert err.splitlines() == [
+        f"keras-vae serve: warning: {run_dir / 'export'} records no model hash (made by an older "
+        f"keras-vae or edited): rerun keras-vae export {run_dir} to be sure it is of model.keras",
+        "keras-vae serve: terminated (SIGTERM): stopped serving"]

@@ -87,6 +87,8 @@ def export_run(
             return _export(run_dir, formats, opset, encoder, verbose, _after_convert)
     except (lock.RunLockedError, runfolder.RunFileError) as error:
         raise common.UsageError(str(error)) from None
+    except OSError as error:  # No lock file: a read-only run folder, say.
+        raise ExportError(_cannot_write(error, run_dir)) from error
 
 
 def _available(formats, verbose):

@@ -101,7 +101,8 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
     d, t = config["data"], config["train"]
     say = print if verbose else (lambda *a, **k: None)
 
-    say(f"Evaluating {runfolder.describe_source(runfolder.model_record(run_dir))}")
+    model = runfolder.model_record(run_dir)  # Which epoch's model.keras: said, and in eval.json.
+    say(f"Evaluating {runfolder.describe_source(model)}")
     vae = runchecks.load_model(run_dir / runfolder.MODEL)
     runchecks.check_model(config, vae, run_dir / runfolder.MODEL)
     source = data or d["source"]
@@ -133,6 +134,7 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
     stats = diagnostics.latent_statistics(vae, eval_ds)
     report = _report(run_dir, source, split, k, vae, numbers, stats,
                      budget | {"file": baseline_path.name})
+    report["model"] = model
 
     x = next(iter(eval_ds))[:GRID_IMAGES]
     _save_grids(run_dir, x, vae, autoencoder, seed)

@@ -368,3 +368,24 @@ def test_an_old_opset_is_refused_before_tf2onnx_runs(run, capsys):
     assert line.startswith("keras-vae export: error: --opset 1 is not supported here: "
                            "tf2onnx "), line
     assert "writes opsets 14 to 18" in line
+
+
+def test_evaluate_says_and_records_which_epochs_model_it_used(run, capsys):
+    assert evaluate_lib.main([str(run), "--k", "2", "--chunk", "2"]) == 0
+    record = json.loads((run / "eval.json").read_text())["model"]
+    assert record["sha256"] == runfolder.sha256(run / "model.keras")
+    assert record["epochs_trained"] == 2 and record["run_finished"]
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"Evaluating model.keras of epoch {record['epoch']} (best ELBO) of a run finished "
+        "after 2 epochs")
+
+
+def test_export_of_a_read_only_run_is_one_line(finished, small_disk, capsys):
+    disk = small_disk(3)
+    run = pathlib.Path(shutil.copytree(finished, disk / "run", ignore=shutil.ignore_patterns(
+        "logs", "checkpoints")))
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    assert cli.main(["export", str(run), "--formats", "onnx", "--quiet"]) == 1
+    assert one_line(capsys) == (f"keras-vae export: error: cannot write the export in '{run}': "
+                                f"'{run / '.lock'}': Read-only file system; the previous "
+                                "export, if any, is unchanged")

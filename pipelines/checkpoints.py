@@ -78,8 +78,9 @@ def restore_checkpoint(model, folder, steps_per_epoch, remedy, check_state=None)
     the compiled `model` (weights and optimizer) and returns its state; {}
     when there is none. Each is validated first: state.json's types and
     ranges, its epoch against the folder's name, the optimizer's step against
-    epochs × `steps_per_epoch`, and `check_state(state)` (which raises
-    RunFileError). A newer one that fails is named in a warning. Raises
+    epochs × `steps_per_epoch`; a newer one that fails is named in a warning
+    and the one before it is tried. Then `check_state(state)` (which raises
+    RunFileError; no fallback: older checkpoints would fail it too). Raises
     RunFileError when checkpoints exist but none restores exactly: resuming
     from a partial state would train silently with a reset optimizer or β
     step."""
@@ -127,11 +128,14 @@ def _restore(model, path, steps_per_epoch):
         # Keras only warns when variables do not match; that is a failure here.
         warnings.simplefilter("error")
         model.load_weights(path / CHECKPOINT_WEIGHTS)
-    step = int(model.optimizer.iterations.numpy())
-    if step != epochs * steps_per_epoch:
+    step, expected = int(model.optimizer.iterations.numpy()), epochs * steps_per_epoch
+    # A loss-scale optimizer (mixed_float16) does not count the steps it
+    # skips because their scaled gradients overflowed: fewer, never more.
+    skips = hasattr(model.optimizer, "inner_optimizer")
+    if step > expected or (step < expected and not skips):
         raise runfolder.damaged(
             path / CHECKPOINT_WEIGHTS, f"optimizer step {step} where epochs_completed × steps "
-            f"per epoch = {epochs} × {steps_per_epoch} = {epochs * steps_per_epoch}", None)
+            f"per epoch = {epochs} × {steps_per_epoch} = {expected}", None)
     random_state, unsaved = state.pop("random_state"), _unsaved_variables(model)
     if len(random_state) != len(unsaved):
         raise ValueError(f"{len(random_state)} random states for {len(unsaved)} generators")

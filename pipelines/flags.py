@@ -38,7 +38,8 @@ def numbers(cast, what, low=None, unique=False, high=None):
 
     def parse(text):
         try:
-            values = [cast(v) for v in text.split(",") if v.strip()]
+            # + 0 makes -0.0 0.0: "-0,0" repeats a value, and names one run.
+            values = [cast(v) + 0 for v in text.split(",") if v.strip()]
         except ValueError:
             values = None
         if not values and low is not None or values is None or any(

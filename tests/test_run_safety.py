@@ -4,6 +4,7 @@ memory estimated before training; signals and small flags end in one line.
 Tiny runs: the embedded 8×8 `digits`, a 2-d latent, 5 steps an epoch.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -24,6 +25,7 @@ from export import web_page
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import evaluate as evaluate_lib
+from pipelines import flags as pipeline_flags
 from pipelines import memory
 from pipelines import runfolder
 from pipelines import train as train_lib
@@ -350,6 +352,10 @@ def test_minus_zero_and_zero_name_one_run():
     names = {runfolder.run_name(config_lib.load_config(overrides={"model.free_bits": v}))
              for v in (0.0, -0.0)}
     assert len(names) == 1
+    betas = pipeline_flags.numbers(float, "numbers", unique=True)
+    assert str(betas("-0.0,1")) == "[0.0, 1.0]"  # A sweep's run beta-0, not beta--0.
+    with pytest.raises(argparse.ArgumentTypeError, match="'-0,0' repeats a value"):
+        betas("-0,0")
 
 
 def test_a_run_name_cannot_leave_the_output_folder(tmp_path, capsys):

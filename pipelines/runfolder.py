@@ -47,8 +47,9 @@ class RunFolderError(FileNotFoundError):
 
 
 class RunFileError(ValueError):
-    """A file the run wrote is damaged or disagrees with the rest of the run
-    (exit 2); the one-line message names the file and says what to do."""
+    """A file the run wrote is damaged, or disagrees with the rest of the run
+    or with the command (a folder holding another config's run): exit 2, a bad
+    run folder; the one-line message names the file and says what to do."""
 
 
 def damaged(path, problem, remedy):
@@ -147,14 +148,15 @@ def read_metrics(folder):
 
 
 def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):
-    """Raises TrainingError if the run folder of `config` holds another config's run."""
+    """Raises RunFileError (exit 2, a bad run folder) if the run folder of
+    `config` holds another config's run."""
     folder = run_dir(config)
     path = folder / CONFIG
     if not path.exists():
         return
     changed = config_lib.differences(config_lib.load_config(path), config)
     if changed:
-        raise TrainingError(
+        raise RunFileError(
             f"{folder} holds a run with a different config ({', '.join(changed)} "
             f"changed): {remedy}"
         )

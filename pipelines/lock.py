@@ -63,6 +63,14 @@ def hold(folder, command):
         os.close(fd)  # Closing the last descriptor releases the lock.
 
 
+def tidy(folder, command):
+    """Deletes what killed commands left in `folder`, if its lock is free and
+    the folder writable; else leaves it to the next command (for commands
+    that write nothing themselves, such as `train` of a finished run)."""
+    with contextlib.suppress(RunLockedError, OSError), hold(folder, command):
+        pass
+
+
 def _lock(folder):
     """A descriptor of `folder/.lock`, exclusively locked; raises
     RunLockedError, naming the holder, if another process holds it."""

@@ -138,6 +138,7 @@ def train(config, verbose=1, callbacks=()):
     strategy = distribution.make_strategy(t["strategy"])
     folder = runfolder.run_dir(config)
     if _finished(config, folder, say):  # Before the data: a finished run returns at once.
+        lock.tidy(folder, "keras-vae train")
         return folder
     memory.check(config)
     chief = distribution.is_chief(strategy)

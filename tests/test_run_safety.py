@@ -150,6 +150,13 @@ def test_sigterm_ends_in_one_line_and_kill_9_leaves_a_lock_taken_over(tmp_path):
     assert not (folder / ".lock").exists()
 
 
+def test_a_finished_runs_rerun_deletes_what_a_killed_export_left(run, capsys):
+    (run / ".export.5e6f7a8b.tmp" / "web").mkdir(parents=True)
+    assert train_lib.main(flags(run.parent, "run", "--epochs", "2")) == 0
+    assert capsys.readouterr().err == ""
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+
+
 def test_ctrl_c_during_tensorflow_import_is_one_line_exit_130(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "train", *flags(tmp_path, "x")],

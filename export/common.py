@@ -61,9 +61,12 @@ def read_precision(run_dir):
 
 
 def stale(run_dir):
-    """None if RUN_DIR/export was made from the run's current model.keras;
-    else one sentence saying it is stale (or cannot tell) and what to do."""
+    """None if RUN_DIR/export was made from the run's current model.keras
+    (or the run has none); else one sentence saying it is stale (or that it
+    cannot tell) and what to do."""
     run_dir = pathlib.Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        return None  # An export copied without its run: nothing to compare with.
     try:
         manifest = json.loads((run_dir / EXPORT_DIR / MANIFEST_FILE).read_text())
         recorded = manifest["model"]["source"]["sha256"]
@@ -72,8 +75,7 @@ def stale(run_dir):
     if recorded is None:
         return (f"{run_dir / EXPORT_DIR} records no model hash (made by an older keras-vae or "
                 f"edited): rerun keras-vae export {run_dir} to be sure it is of model.keras")
-    current = runfolder.sha256(run_dir / MODEL_FILE) if (run_dir / MODEL_FILE).is_file() else None
-    if current != recorded:
+    if runfolder.sha256(run_dir / MODEL_FILE) != recorded:
         return (f"{run_dir / EXPORT_DIR} is stale: {run_dir / MODEL_FILE} changed since it was "
                 f"exported; rerun keras-vae export {run_dir}")
     return None

@@ -30,6 +30,7 @@ from export import common
 from export import web_page
 from pipelines import cli
 from pipelines import flags
+from pipelines import runfolder
 
 TIMEOUT = 30  # seconds a connection may stay idle
 HOSTS = ("127.0.0.1", "localhost")
@@ -105,7 +106,7 @@ def main(argv=None, prog="keras-vae serve"):
     args = parser.parse_args(argv)
     export_dir = pathlib.Path(args.run_dir) / common.EXPORT_DIR
     try:
-        common.model_path(args.run_dir)
+        runfolder.check(args.run_dir, needs=())  # The export alone is enough.
         if not (export_dir / web_page.FOLDER / "index.html").is_file():
             raise common.UsageError(
                 f"{str(export_dir)!r} holds no {web_page.FOLDER}/index.html: run keras-vae "
@@ -116,7 +117,7 @@ def main(argv=None, prog="keras-vae serve"):
         with serving(export_dir, args.port) as url:
             print(f"Serving {export_dir} at {url} (Ctrl-C to stop)", flush=True)
             threading.Event().wait()
-    except common.ExportError as error:
+    except (common.ExportError, runfolder.RunFolderError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

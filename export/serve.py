@@ -46,8 +46,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self):
         """Checks the Host and the path before the base class opens the file."""
-        host = (self.headers.get("Host") or "").rpartition(":")[0] or self.headers.get("Host")
-        if host not in HOSTS:
+        host = self.headers.get("Host") or ""
+        if (host.rpartition(":")[0] if ":" in host else host) not in HOSTS:
             self.send_error(403, "Host must be 127.0.0.1 or localhost")
             return None
         try:

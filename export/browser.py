@@ -16,6 +16,7 @@ import shutil
 import sys
 
 from export import common
+from export import serve
 from export import web_page
 
 CHROMIUM = ("chromium", "chromium-browser")
@@ -52,7 +53,7 @@ def open_page(export_dir, timeout=60):
                  # Offline, as promised: every host but the local server fails to resolve.
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
-    with web_page.serving(export_dir) as url:
+    with serve.serving(export_dir) as url:
         driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
         try:
             driver.set_script_timeout(timeout)

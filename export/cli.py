@@ -3,7 +3,9 @@
 Exit codes: 0 exported and verified; 1 export failed (one-line `error:` on
 stderr, nothing left at RUN_DIR/export but the previous export: a converter
 or runtime failure, a full disk, no permission); 2 usage (a bad flag, a
-folder that is not a run), as for `keras-vae train`.
+folder that is not a run, a damaged model.keras, a run another command
+writes into, `--formats web` without onnxruntime-web), as for `keras-vae
+train`; 130 interrupted, 143 terminated.
 """
 
 import argparse
@@ -11,6 +13,7 @@ import sys
 
 from export import common
 from pipelines import cli
+from pipelines import flags
 
 
 def _formats(text):
@@ -21,19 +24,20 @@ def _formats(text):
 
 
 def build_parser(prog="keras-vae export"):
-    parser = argparse.ArgumentParser(
-        prog=prog,
+    parser = flags.ArgumentParser(
+        prog=prog, prefix=prog,
         description="Export a trained run's decoder as TensorFlow SavedModel, ONNX and "
         "LiteRT, verified against Keras, and a web page that decodes in the browser, "
         "to RUN_DIR/export/.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding model.keras")
     parser.add_argument(
-        "--formats", type=_formats, default=common.FORMATS,
-        help="comma-separated: savedmodel,onnx,litert,web (default: all; web adds onnx)",
+        "--formats", type=_formats, default=None,
+        help="comma-separated: savedmodel,onnx,litert,web (default: all; web adds onnx; "
+        "without onnxruntime-web installed the default leaves web out, saying so)",
     )
     parser.add_argument(
-        "--opset", type=int, default=None,
+        "--opset", type=flags.number(int, "an integer", low=1), default=None,
         help="ONNX opset (default: the newest both tf2onnx and ONNX Runtime support)",
     )
     parser.add_argument(
@@ -61,7 +65,6 @@ def main(argv=None, prog="keras-vae export"):
     except common.ExportError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, common.UsageError) else 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; RUN_DIR/export is unchanged", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return cli.interrupted(error, f"{args.run_dir}/export is unchanged", prog)
     return 0

@@ -56,12 +56,29 @@ def read_precision(run_dir):
     """What `keras-vae train` resolved the run's precision to and why (the
     "precision" of its metrics.json: requested, policy, reason, cpu_flags,
     gpus); {} for a run without it."""
-    try:
-        metrics = json.loads((pathlib.Path(run_dir) / runfolder.METRICS).read_text())
-    except (OSError, ValueError):
-        return {}
-    facts = metrics.get("precision") if isinstance(metrics, dict) else None
+    facts = (runfolder.read_metrics(run_dir) or {}).get("precision")
     return facts if isinstance(facts, dict) else {}
+
+
+def stale(run_dir):
+    """None if RUN_DIR/export was made from the run's current model.keras
+    (or the run has none); else one sentence saying it is stale (or that it
+    cannot tell) and what to do."""
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        return None  # An export copied without its run: nothing to compare with.
+    try:
+        manifest = json.loads((run_dir / EXPORT_DIR / MANIFEST_FILE).read_text())
+        recorded = manifest["model"]["source"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded is None:
+        return (f"{run_dir / EXPORT_DIR} records no model hash (made by an older keras-vae or "
+                f"edited): rerun keras-vae export {run_dir} to be sure it is of model.keras")
+    if runfolder.sha256(run_dir / MODEL_FILE) != recorded:
+        return (f"{run_dir / EXPORT_DIR} is stale: {run_dir / MODEL_FILE} changed since it was "
+                f"exported; rerun keras-vae export {run_dir}")
+    return None
 
 
 def read_config(run_dir):

@@ -15,9 +15,6 @@ import shutil
 import time
 import uuid
 
-import keras
-
-import keras_vae
 from keras_vae import files
 from export import common
 from export import endpoints
@@ -29,6 +26,9 @@ from export import verify
 from export import web_page
 from export.common import ExportError
 from export.common import one_line
+from pipelines import lock
+from pipelines import runchecks
+from pipelines import runfolder
 
 _LABELS = {"savedmodel": "SavedModel", "onnx": "ONNX", "litert": "LiteRT", "web": "web page"}
 _HINTS = {
@@ -51,7 +51,7 @@ _RUNTIMES = {
 
 
 def export_run(
-    run_dir, formats=common.FORMATS, opset=None, encoder=False, verbose=True, _after_convert=None
+    run_dir, formats=None, opset=None, encoder=False, verbose=True, _after_convert=None
 ):
     """Exports, verifies and installs the model of a training run.
 
@@ -59,7 +59,9 @@ def export_run(
         run_dir: a run folder holding `model.keras` (and, optionally, the
             `config.toml` the β schedule is read from).
         formats: any of "savedmodel", "onnx", "litert" and "web" (which
-            needs, and adds, "onnx": the page runs decoder.onnx).
+            needs, and adds, "onnx": the page runs decoder.onnx); None for
+            all that can be made here (the web page needs onnxruntime-web:
+            without it, one line says it was skipped and how to add it).
         opset: ONNX opset; None for the newest that both tf2onnx and the
             installed ONNX Runtime support (`onnx_export.default_opset`).
         encoder: also export the encoder (image -> posterior_mean,
@@ -73,18 +75,54 @@ def export_run(
 
     Raises:
         ExportError: with a one-line message, if anything fails; the previous
-            `RUN_DIR/export` (if any) is then left as it was.
+            `RUN_DIR/export` (if any) is then left as it was. `UsageError`
+            when another command writes into the run (see `pipelines.lock`)
+            or a file of the run is damaged.
     """
     run_dir = pathlib.Path(run_dir)
+    common.model_path(run_dir)
+    formats = _available(formats, verbose)
+    try:
+        with lock.hold(run_dir, "keras-vae export"):
+            return _export(run_dir, formats, opset, encoder, verbose, _after_convert)
+    except (lock.RunLockedError, runfolder.RunFileError) as error:
+        raise common.UsageError(str(error)) from None
+    except OSError as error:  # No lock file: a read-only run folder, say.
+        raise ExportError(_cannot_write(error, run_dir)) from error
+
+
+def _available(formats, verbose):
+    """`formats` checked; None: every format, less the web page (one line
+    saying so) if onnxruntime-web is not installed."""
+    if formats is not None:
+        return common.check_formats(formats)
+    try:
+        web_page.check_runtime()
+    except ExportError:
+        if verbose:
+            print(f"skipping the web page: {web_page.MISSING}; then export again "
+                  "with --formats web")
+        return tuple(f for f in common.FORMATS if f != "web")
+    return common.FORMATS
+
+
+def _export(run_dir, formats, opset, encoder, verbose, _after_convert):
+    """`export_run` once the run's lock is held."""
     model_path = common.model_path(run_dir)
-    formats = common.check_formats(formats)
     progress = _Progress(verbose)
-    with progress.stage(f"loading {model_path}"):
-        model = _load_model(model_path)
-        beta = common.beta_facts(common.read_config(run_dir))
+    source = runfolder.model_record(run_dir)
+    with progress.stage(f"loading {model_path}") as notes:
+        model = runchecks.load_model(model_path, compile=False)
+        config = common.read_config(run_dir)
+        runchecks.check_model(config, model, model_path)
+        beta = common.beta_facts(config)
         facts = manifest.model_facts(model, beta)
         # The model's own policy wins over what the run says it asked for.
         facts["training_precision"] = common.read_precision(run_dir) | facts["training_precision"]
+        facts["source"] = source
+        notes.append(runfolder.describe_source(source))
+    if verbose and (run_dir / common.EXPORT_DIR).exists() and common.stale(run_dir):
+        print(f"replacing {run_dir / common.EXPORT_DIR}, made from another model.keras")
     with progress.stage("measuring the KL of each latent dimension") as notes:
         facts["latent_kl"] = manifest.latent_kl(model, run_dir)
         notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])
@@ -96,7 +134,9 @@ def export_run(
         opset = None
     parts = [endpoints.decoder(model)] + ([endpoints.encoder(model)] if encoder else [])
     final = run_dir / common.EXPORT_DIR
-    folder = run_dir / f".export-tmp-{uuid.uuid4().hex[:8]}"
+    # A name `keras_vae.files.remove_leftovers` knows: the next command on
+    # the run deletes it if this one is killed.
+    folder = run_dir / f".{common.EXPORT_DIR}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         folder.mkdir()  # Unlike tempfile.mkdtemp's 0700, this honours the umask.
         # Each artifact holds the weights once; the SavedModel's graph and
@@ -138,22 +178,6 @@ def _cannot_write(error, run_dir):
     if not message.startswith(("cannot write", "not enough space")):
         message = f"cannot write the export in {str(run_dir)!r}: {message}"
     return f"{message}; the previous export, if any, is unchanged"
-
-
-def _load_model(path):
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file.
-        raise common.UsageError(
-            f"cannot load {str(path)!r} ({type(error).__name__}: {one_line(error)}): "
-            "is it a model saved by keras-vae train?"
-        ) from error
-    if not isinstance(model, keras_vae.VAE):
-        raise common.UsageError(
-            f"{str(path)!r} holds a {type(model).__name__}, not a keras_vae.VAE: "
-            "point at a run folder made by keras-vae train"
-        )
-    return model
 
 
 def _artifacts(endpoint, fmt):

@@ -6,7 +6,6 @@ what they deploy is what was verified.
 """
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import pathlib
@@ -19,6 +18,7 @@ import keras_vae
 from export import common
 from export.common import one_line
 from keras_vae import likelihoods
+from pipelines.runfolder import sha256
 
 FORMAT_VERSION = 1
 CHANNEL_ORDER = "NHWC"
@@ -128,15 +128,6 @@ def onnx_metadata(facts, opset):
         "opset": str(opset),
         "keras_vae_version": keras_vae.__version__,
     }
-
-
-def sha256(path):
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_hashes(folder):

@@ -14,6 +14,9 @@ from export.common import UsageError
 from export.common import one_line
 
 BATCH_DIM = "batch"
+#: The oldest opset tf2onnx tests (its README: 14 to 18); with older ones its
+#: conversion fails with tracebacks logged, whatever --quiet says.
+MIN_OPSET = 14
 PROVIDERS = ["CPUExecutionProvider"]
 
 
@@ -58,10 +61,11 @@ def default_opset():
 
 def check_opset(opset):
     """`opset` if tf2onnx writes it and ONNX Runtime runs it, else an `ExportError`."""
-    if opset not in tf2onnx.constants.OPSET_TO_IR_VERSION or not runtime_accepts(opset):
+    supported = opset >= MIN_OPSET and opset in tf2onnx.constants.OPSET_TO_IR_VERSION
+    if not supported or not runtime_accepts(opset):
         raise UsageError(
             f"--opset {opset} is not supported here: tf2onnx {tf2onnx.__version__} "
-            f"writes opsets up to {max(tf2onnx.constants.OPSET_TO_IR_VERSION)} and ONNX "
+            f"writes opsets {MIN_OPSET} to {max(tf2onnx.constants.OPSET_TO_IR_VERSION)} and ONNX "
             f"Runtime {onnxruntime.__version__} must run it; leave --opset out for "
             f"the newest both support ({default_opset()})"
         )

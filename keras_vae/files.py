@@ -86,11 +86,16 @@ def write_folder(path, write):
     return path
 
 
+#: Temporary names a killed write leaves: this module's `.<name>.<random>.tmp...`,
+#: and the `.export-tmp-<random>` folders of keras-vae's exports before 2026-12.
+LEFTOVERS = (".*.tmp*", ".export-tmp-*")
+
+
 def remove_leftovers(folder):
     """Deletes the temporary files and folders that a killed write left in
-    `folder` (hidden, named `.<name>.<random>.tmp...`); call it only while no
-    other process writes there."""
-    for item in pathlib.Path(folder).glob(".*.tmp*"):
+    `folder` (`LEFTOVERS`); call it only while no other process writes there
+    (`pipelines.lock.hold` calls it)."""
+    for item in (p for pattern in LEFTOVERS for p in pathlib.Path(folder).glob(pattern)):
         if item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
         else:

@@ -42,11 +42,13 @@ class SaveRun(keras.callbacks.Callback):
     interrupted save never leaves a truncated model.keras.
     """
 
-    def __init__(self, folder, monitor, state, controller=None):
+    def __init__(self, folder, monitor, state, controller=None, fingerprint=None):
         super().__init__()
         self.folder, self.monitor, self.controller = folder, monitor, controller
+        self.fingerprint = fingerprint
         same = state.get("monitor") == monitor
         self.best = state.get("best", -math.inf) if same else -math.inf
+        self.best_epoch = state.get("best_epoch") if same else None
         self.seconds = state.get("train_seconds", 0.0)
         self.epochs_completed = state.get("epochs_completed", 0)
 
@@ -59,14 +61,16 @@ class SaveRun(keras.callbacks.Callback):
         self._save(runfolder.LAST)
         value = float(logs[self.monitor])
         if value > self.best:
-            self.best = value
+            self.best, self.best_epoch = value, self.epochs_completed
             self._save(runfolder.MODEL)
         state = {
             "epochs_completed": self.epochs_completed,
             "best": self.best,
+            "best_epoch": self.best_epoch,  # The epoch model.keras is of.
             "monitor": self.monitor,
             "train_seconds": self.seconds,
             "controller": self.controller.get_config() if self.controller else None,
+            "data_fingerprint": self.fingerprint,
         }
         checkpoints.save_checkpoint(self.model, self.folder / runfolder.CHECKPOINTS, state)
 

@@ -6,7 +6,7 @@
     keras-vae export RUN      SavedModel, ONNX and LiteRT decoders, web page (export.cli)
     keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
     keras-vae compare ...     five objectives, one report (pipelines.compare)
-    keras-vae serve RUN       the exported web page on 127.0.0.1 (export.web_page)
+    keras-vae serve RUN       the exported web page on 127.0.0.1 (export.serve)
 
 Subcommand modules are imported only when used: `--help` stays fast. This
 module imports none of them and no TensorFlow: each subcommand imports it.
@@ -15,6 +15,7 @@ module imports none of them and no TensorFlow: each subcommand imports it.
 import importlib
 import os
 import pathlib
+import signal
 import sys
 import tempfile
 
@@ -31,7 +32,7 @@ COMMANDS = {
     "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
     "compare": ("pipelines.compare", "train one set of networks under five objectives, "
                 "then report (the paintings question)"),
-    "serve": ("export.web_page", "serve a run's latent-explorer web page on 127.0.0.1"),
+    "serve": ("export.serve", "serve a run's latent-explorer web page on 127.0.0.1"),
 }
 
 #: Subcommands that check their arguments before importing TensorFlow (quietly) themselves.
@@ -57,6 +58,8 @@ def import_tensorflow_quietly():
             import tensorflow
 
             tensorflow.config.list_physical_devices()
+        except KeyboardInterrupt:
+            raise  # Ctrl-C: TensorFlow's lines so far are no one's concern.
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)
@@ -67,14 +70,36 @@ def import_tensorflow_quietly():
             os.close(saved)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that both
+    stop a command the same way: every write is atomic, every `finally` runs."""
+
+
+def handle_signals():
+    """Makes SIGTERM raise `Terminated` in the main thread (entry points only)."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def interrupted(err, what="rerun the same command to resume", prog="keras-vae"):
+    """Says in one line that `err` (KeyboardInterrupt or `Terminated`)
+    stopped the command and `what` to do; returns 130 (Ctrl-C) or 143 (SIGTERM)."""
+    how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    print(f"{prog}: {how}: {what}", file=sys.stderr)
+    return 143 if isinstance(err, Terminated) else 130
+
 
 def run_command(command):
     """Runs `command()`; a user's error becomes `keras-vae: error: <one line>`.
 
     Returns the exit status: 0; 1 when the command could not finish
     (TrainingError, or an OSError: a full disk, no permission to write); 2
-    for a bad config, flag, data set or run folder; 130 when interrupted.
-    Other exceptions are bugs and keep their traceback.
+    for a bad config, flag, data set or run folder (a damaged file of the
+    run, a run another command writes into); 130 when interrupted, 143 when
+    terminated. Other exceptions are bugs and keep their traceback.
     """
     from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
 
@@ -86,9 +111,8 @@ def run_command(command):
         return error(err, 2)
     except OSError as err:
         return error(files.describe(err), 1)
-    except KeyboardInterrupt:
-        print("keras-vae: interrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return interrupted(err)
     return 0
 
 
@@ -99,16 +123,33 @@ def error(err, status):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in COMMANDS:
+    """`keras-vae <command> ...`: returns the exit status. Ctrl-C or SIGTERM
+    at any instant, TensorFlow's import included, ends in one line."""
+    handle_signals()
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exit_:  # argparse: --help, or its one-line error.
+        return exit_.code
+    except KeyboardInterrupt as err:
+        return interrupted(err, "nothing was left half-written; rerun the same command")
+
+
+def _dispatch(argv):
+    if argv[:1] in (["-h"], ["--help"]):
         lines = [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: keras-vae {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(lines),
-              file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        print("usage: keras-vae {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(lines))
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        return error(f"{given}: use one of {', '.join(COMMANDS)} (see keras-vae --help)", 2)
     if argv[0] not in CHECK_BEFORE_TENSORFLOW:
         import_tensorflow_quietly()
     return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m pipelines.cli`: run the importable module's `main`, whose
+    # `Terminated` is the class the subcommands (importing pipelines.cli) catch.
+    from pipelines.cli import main as importable_main
+
+    raise SystemExit(importable_main())

@@ -16,7 +16,6 @@ a self-contained report.html to `<output_dir>/compare/<name>/`. Finished
 objectives are skipped when the same command runs again.
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -204,7 +203,7 @@ def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbos
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = flags.ArgumentParser(
         prog="keras-vae compare",
         description="Train the same networks under ‖x − x̂‖² + KL, ‖x − x̂‖² + 0.1·KL, a "
         "calibrated σ-VAE, an autoencoder and a 4× latent, then write a report comparing "

@@ -40,6 +40,10 @@ RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
                         "train.collapse_active_units", "train.collapse_rate_per_unit")
 
 
+#: The largest seed NumPy and TensorFlow take (`keras.utils.set_random_seed`).
+MAX_SEED = 2**32 - 1
+
+
 def value_type(field):
     """The Python type a field holds: `int` for `int | None`, `list` for `list[int]`."""
     kind = field.type
@@ -73,6 +77,7 @@ def validate(config, names=None):
             ok = False
         if not ok:
             raise ValueError(f"{name(key)} must be {allowed}, got {_shown(value)}")
+    _check_names_and_seeds(config, name)
     config["beta"] = beta_lib.resolve(config["beta"], BETA_DEFAULTS, names)
     likelihood = config["model"]["likelihood"]
     if likelihood.startswith("gaussian:"):
@@ -100,6 +105,23 @@ def validate(config, names=None):
             f"{lower + factor}, or fewer filters"
         )
     return config
+
+
+def _check_names_and_seeds(config, name):
+    """Seeds in 0..MAX_SEED (NumPy's range); a run name that is one folder
+    name, so that no run is written outside --output-dir."""
+    for key in ("train.seed", "data.seed"):
+        section, _, field = key.partition(".")
+        value = config[section][field]
+        if isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"{name(key)} must be an integer from 0 to {MAX_SEED}, "
+                             f"got {value}")
+    run = config["train"]["run_name"]
+    if run and (run.strip(".") == "" or any(c in run for c in "/\\\0")):
+        raise ValueError(
+            f"{name('train.run_name')} must be a folder name, without '/' and not '.' or "
+            f"'..' (the run is written in --output-dir), got {run!r}"
+        )
 
 
 def _shown(value):

@@ -18,12 +18,14 @@ def main(argv=None):
         return status
     folder = folders[0]
     try:
-        export_run(folder)
+        exported = export_run(folder)  # All formats it can: without npm's runtime, no page.
     except ExportError as err:
         return cli.error(f"the run trained, but its export failed: {err}", 1)
     tensorboard = _script("tensorboard")
     print(f"Run: {folder}\nTensorBoard: {tensorboard} --logdir {folder / 'logs'}")
-    print(f"Web page: {_script('keras-vae')} serve {folder}, then open http://127.0.0.1:8000/web/")
+    if "web" in exported["artifacts"]:
+        print(f"Web page: {_script('keras-vae')} serve {folder}, then open "
+              "http://127.0.0.1:8000/web/")
     return 0
 
 

@@ -16,7 +16,6 @@ published likelihoods; for a Bernoulli likelihood they are a cross-entropy,
 nll / (D·ln 2), comparable only with other Bernoulli runs.
 """
 
-import argparse
 
 import keras
 import numpy as np
@@ -32,6 +31,9 @@ from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import markdown as markdown_lib
 from pipelines import runfolder
+from pipelines import flags
+from pipelines import lock
+from pipelines import runchecks
 from pipelines.flags import positive_int
 
 BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
@@ -39,7 +41,7 @@ GRID_IMAGES = 8  # Images per row of the comparison grids.
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = flags.ArgumentParser(
         prog="keras-vae evaluate",
         description="Evaluate a trained run: IWAE bound, ELBO, rate, distortion (nats per "
         "image and bits/dim), active units, and an autoencoder baseline. Writes "
@@ -58,7 +60,8 @@ def build_parser():
     parser.add_argument("--baseline-epochs", type=positive_int,
                         help="epochs of the autoencoder baseline, cached per budget "
                         "[the run's epochs]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples [0]")
+    parser.add_argument("--seed", type=flags.seed, default=0,
+                        help="seed of the importance samples [0]")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -81,16 +84,27 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
                  baseline_epochs=None, seed=0, verbose=1):
     """Evaluates a run folder; writes eval.json, eval.md and their PNGs.
 
-    Returns the eval.json dict. Raises FileNotFoundError, ValueError or
+    Holds the run's lock (`pipelines.lock`): a run that another command
+    writes into, training for one, is refused. Returns the eval.json dict.
+    Raises FileNotFoundError, ValueError (a damaged file of the run too) or
     `keras_vae.data.DataError` with one-line messages.
     """
     run_dir = runfolder.check(run_dir)
     files.check_writable(run_dir, "run folder")  # Before training the baseline.
+    with lock.hold(run_dir, "keras-vae evaluate"):
+        return _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbose)
+
+
+def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbose):
+    """`evaluate_run` once the run's lock is held."""
     config = config_lib.load_config(run_dir / runfolder.CONFIG)
     d, t = config["data"], config["train"]
     say = print if verbose else (lambda *a, **k: None)
 
-    vae = keras.saving.load_model(run_dir / runfolder.MODEL)
+    model = runfolder.model_record(run_dir)  # Which epoch's model.keras: said, and in eval.json.
+    say(f"Evaluating {runfolder.describe_source(model)}")
+    vae = runchecks.load_model(run_dir / runfolder.MODEL)
+    runchecks.check_model(config, vae, run_dir / runfolder.MODEL)
     source = data or d["source"]
     train_ds, val_ds, info = datasets.from_config(config, source, batch_size)
     split, eval_ds = ("validation", val_ds) if val_ds is not None else ("train", train_ds)
@@ -105,7 +119,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
                                               steps=budget["steps_per_epoch"])
     if baseline_path.is_file():
         say(f"Reusing the autoencoder baseline {baseline_path}")
-        autoencoder = keras.saving.load_model(baseline_path)
+        autoencoder = runchecks.load_model(baseline_path, keras_vae.Autoencoder)
     else:
         say(f"Training the autoencoder baseline for {budget['epochs']} epoch(s) of "
             f"{budget['steps_per_epoch']} steps")
@@ -120,6 +134,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
     stats = diagnostics.latent_statistics(vae, eval_ds)
     report = _report(run_dir, source, split, k, vae, numbers, stats,
                      budget | {"file": baseline_path.name})
+    report["model"] = model
 
     x = next(iter(eval_ds))[:GRID_IMAGES]
     _save_grids(run_dir, x, vae, autoencoder, seed)

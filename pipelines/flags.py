@@ -11,21 +11,40 @@ Example:
 
 import argparse
 import math
+import sys
 
 from pipelines import config as config_lib
 
 
-def numbers(cast, what, low=None, unique=False):
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, `<prefix>: error: <what>;
+    see <prog> --help`, exit 2, like every other error of the command
+    (argparse prints the whole usage, 15 to 27 lines, under the prog's name)."""
+
+    def __init__(self, *args, prefix="keras-vae", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prefix = prefix
+
+    def error(self, message):
+        print(f"{self.prefix}: error: {' '.join(message.split())}; see {self.prog} --help",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def numbers(cast, what, low=None, unique=False, high=None):
     """argparse type: comma-separated `cast` values, e.g. "0,0.1,1", each
-    finite and >= `low`; `unique`: no value twice (they name run folders)."""
+    finite, >= `low` and <= `high`; `unique`: no value twice (they name run
+    folders)."""
 
     def parse(text):
         try:
-            values = [cast(v) for v in text.split(",") if v.strip()]
+            # + 0 makes -0.0 0.0: "-0,0" repeats a value, and names one run.
+            values = [cast(v) + 0 for v in text.split(",") if v.strip()]
         except ValueError:
             values = None
         if not values and low is not None or values is None or any(
-                not math.isfinite(v) or (low is not None and v < low) for v in values):
+                not math.isfinite(v) or (low is not None and v < low)
+                or (high is not None and v > high) for v in values):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         if unique and len({f"{v:g}" for v in values}) != len(values):
             raise argparse.ArgumentTypeError(f"{text!r} repeats a value")
@@ -34,9 +53,9 @@ def numbers(cast, what, low=None, unique=False):
     return parse
 
 
-def number(cast, what, low=None):
-    """argparse type: one `cast` value >= `low`."""
-    parse = numbers(cast, what, low)
+def number(cast, what, low=None, high=None):
+    """argparse type: one `cast` value in [`low`, `high`]."""
+    parse = numbers(cast, what, low, high=high)
 
     def one(text):
         values = parse(text) if "," not in text else None
@@ -48,6 +67,8 @@ def number(cast, what, low=None):
 
 
 positive_int = number(int, "a positive integer", low=1)
+#: A seed: NumPy's and TensorFlow's seeding take 0 to 2**32 - 1.
+seed = number(int, f"an integer from 0 to {config_lib.MAX_SEED}", low=0, high=config_lib.MAX_SEED)
 
 
 def boolean(text):

@@ -19,7 +19,6 @@ fails (a NaN loss) is reported as failed; the others still run, and the exit
 status is 1.
 """
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -73,7 +72,7 @@ class RunResult:
 
 def build_parser():
     """The train command's flags, less those the sweep sets, plus the sweep's."""
-    parser = argparse.ArgumentParser(
+    parser = flags.ArgumentParser(
         prog="keras-vae sweep",
         allow_abbrev=False,  # --latent-dim must not silently mean --latent-dims.
         description="Train one run per β with a constant β schedule (and per latent "

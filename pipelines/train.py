@@ -11,12 +11,10 @@ A run interrupted at any instant resumes exactly as if it had not been; at
 most the interrupted epoch is redone; a finished run returns at once.
 """
 
-import argparse
 import math
 import shutil
 
 import keras
-import numpy as np
 
 import keras_vae
 from keras_vae import data as data_lib
@@ -33,10 +31,13 @@ from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import distribution
 from pipelines import flags
+from pipelines import lock
+from pipelines import memory
+from pipelines import runchecks
 from pipelines import runfolder
 
 #: Validation images kept for TensorBoard's latent statistics and pictures.
-SUMMARY_IMAGES = 256
+SUMMARY_IMAGES = memory.SUMMARY_IMAGES
 #: Batches over which the final metrics count active units.
 ACTIVE_UNIT_BATCHES = 32
 
@@ -69,6 +70,7 @@ def _final_metrics(model, sets, saver):
         "epochs_completed": saver.epochs_completed,
         "train_seconds": round(saver.seconds, 2),
         "best": {saver.monitor: saver.best},
+        "best_epoch": saver.best_epoch,  # The epoch model.keras is of.
     }
     for split, (ds, steps, one_pass) in sets.items():
         values = model.evaluate(ds, steps=steps, verbose=0, return_dict=True)
@@ -125,58 +127,91 @@ def train(config, verbose=1, callbacks=()):
         The run folder, a `pathlib.Path`.
 
     Raises:
-        TrainingError (NaN loss, a folder with another config),
-        `keras_vae.data.DataError` or ValueError (bad config), each with a
-        one-line message.
+        TrainingError (NaN loss), `lock.RunLockedError` (another command
+        writes into the run), `keras_vae.data.DataError` or ValueError (bad
+        config, a folder with another config, a damaged file of the run),
+        each with a one-line message.
     """
     say = print if verbose else (lambda *a, **k: None)
     t = config["train"]
     # Collective ops need the strategy before any other TensorFlow work.
     strategy = distribution.make_strategy(t["strategy"])
     folder = runfolder.run_dir(config)
-    runfolder.check_same_run(config)
-    metrics = runfolder.read_metrics(folder)
-    if metrics and metrics["epochs_completed"] >= t["epochs"]:
-        say(f"Run already finished ({metrics['epochs_completed']} epochs): {folder}")
+    if _finished(config, folder, say):  # Before the data: a finished run returns at once.
+        lock.tidy(folder, "keras-vae train")
         return folder
+    memory.check(config)
     chief = distribution.is_chief(strategy)
     out = folder if chief else distribution.worker_dir(strategy, folder.name)
     # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
     keras.utils.set_random_seed(t["seed"])
     sets, info = _datasets(config, strategy)
-    beta_cb, beta0 = beta_lib.callback(config["beta"])
     precision = precision_lib.resolve(t["precision"])
     say(f"Precision: {precision.policy} ({precision.reason}; CPU flags: "
         f"{', '.join(precision.cpu_flags) or 'none of note'}; GPUs: "
         f"{', '.join(precision.gpus) or 'none'})")
+    _, beta0 = beta_lib.callback(config["beta"])
     with strategy.scope():
         model = _build(config, info, beta0, precision.policy)
-        state = checkpoints.restore_checkpoint(
-            model, out / runfolder.CHECKPOINTS,
-            remedy=f"delete {folder} to start over, or pass another --run-name",
-        )
-    if state.get("controller"):
-        beta_cb, beta0 = beta_lib.callback(config["beta"], state["controller"])
     # The config is good: only now does the run folder appear, once it is
     # known to be writable and to have room for the run's models.
     files.check_writable(out, "run folder")
     files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
-    for where in (out, out / runfolder.CHECKPOINTS, out / runfolder.IMAGES):
-        files.remove_leftovers(where)  # What kill -9 left mid-write.
-    if chief:
-        config_lib.dump_toml(config, folder / runfolder.CONFIG)
+    fingerprint = runchecks.data_fingerprint(config)
+    with lock.hold(out, "keras-vae train"):
+        # Again, under the lock: another command may have written the run meanwhile.
+        if _finished(config, folder, say):
+            return folder
+        with strategy.scope():
+            state = checkpoints.restore_checkpoint(
+                model, out / runfolder.CHECKPOINTS, sets["train"][1],
+                remedy=f"delete {folder} to start over, or pass another --run-name",
+                check_state=runchecks.data_check(config, fingerprint),
+            )
+        state["data_fingerprint"] = fingerprint
+        if chief:
+            config_lib.dump_toml(config, folder / runfolder.CONFIG)
+        saver, board = _fit(config, model, sets, info, state, out, say, verbose, callbacks)
+        metrics = _final_metrics(model, sets, saver)
+        metrics["precision"] = precision.as_dict()
+        if chief:
+            _save_images(model, board.images, board.train_images, folder, t["seed"])
+            files.write_json(folder / runfolder.METRICS, metrics)
+    if not chief:
+        shutil.rmtree(out, ignore_errors=True)
+    say(f"Finished: {folder}")
+    return folder
 
+
+def _finished(config, folder, say):
+    """True, saying so, if the run of `config` has trained its epochs;
+    raises ValueError if `folder` holds another config's run."""
+    runfolder.check_same_run(config)
+    metrics = runfolder.read_metrics(folder)
+    if metrics and metrics["epochs_completed"] >= config["train"]["epochs"]:
+        say(f"Run already finished ({metrics['epochs_completed']} epochs): {folder}")
+        return True
+    return False
+
+
+def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
+    """Trains `model` from the restored `state` to the config's epochs;
+    returns the run's saver and TensorBoard callbacks, for the final metrics
+    and pictures."""
+    t = config["train"]
+    beta_cb, _ = beta_lib.callback(config["beta"], state.get("controller") or None)
     initial_epoch = state.get("epochs_completed", 0)
     if initial_epoch >= t["epochs"]:
-        say(f"Finishing {folder}: its {initial_epoch} epochs are trained")
+        say(f"Finishing {out}: its {initial_epoch} epochs are trained")
     elif initial_epoch:
-        say(f"Resuming {folder} at epoch {initial_epoch + 1} of {t['epochs']} "
+        say(f"Resuming {out} at epoch {initial_epoch + 1} of {t['epochs']} "
             f"(checkpoint of epoch {initial_epoch})")
     else:
-        say(f"Training into {folder}")
+        say(f"Training into {out}")
     validation = sets.get("validation")
     controller = beta_cb if beta_lib.entry(config["beta"]["schedule"]).controller else None
-    saver = callbacks_lib.SaveRun(out, "val_elbo" if validation else "elbo", state, controller)
+    saver = callbacks_lib.SaveRun(out, "val_elbo" if validation else "elbo", state, controller,
+                                  fingerprint=state["data_fingerprint"])
     board = monitoring.VAETensorBoard(
         out / runfolder.LOGS,
         datasets.first_images((validation or sets["train"])[2], SUMMARY_IMAGES),
@@ -209,21 +244,11 @@ def train(config, verbose=1, callbacks=()):
             )
     finally:
         board.close()
-
-    metrics = _final_metrics(model, sets, saver)
-    metrics["precision"] = precision.as_dict()
-    metrics["precision"] = precision.as_dict()
-    if chief:
-        _save_images(model, board.images, board.train_images, folder, t["seed"])
-        files.write_json(folder / runfolder.METRICS, metrics)
-    else:
-        shutil.rmtree(out, ignore_errors=True)
-    say(f"Finished: {folder}")
-    return folder
+    return saver, board
 
 
 def build_parser(prog="keras-vae train", config_default=None):
-    parser = argparse.ArgumentParser(
+    parser = flags.ArgumentParser(
         prog=prog,
         description="Train a VAE into a resumable run folder. Flags override the "
         "--config file, which overrides the defaults.",

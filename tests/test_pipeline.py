@@ -181,7 +181,7 @@ def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
     assert counter.epochs == 0
     # The same folder with another config is refused, not mixed.
     other = {**overrides, "train.run_name": folder.name, "model.latent_dim": 3}
-    with pytest.raises(runfolder.TrainingError, match=r"\(model.latent_dim changed\)"):
+    with pytest.raises(runfolder.RunFileError, match=r"\(model.latent_dim changed\)"):
         train_lib.train(config_lib.load_config(overrides=other), verbose=0)
 
 

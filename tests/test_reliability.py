@@ -169,7 +169,7 @@ def test_no_restorable_checkpoint_says_how_to_restart(tmp_path, capsys):
         checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # Truncated.
     status = cli.run_command(lambda: train_lib.train(run, verbose=0))
     [line] = capsys.readouterr().err.splitlines()
-    assert status == 1
+    assert status == 2  # A damaged run folder, like a bad flag.
     assert line.startswith(f"keras-vae: error: no checkpoint in {folder / 'checkpoints'} "
                            "can be restored (epoch-00002: ")
     assert line.endswith(f"delete {folder} to start over, or pass another --run-name")
@@ -177,7 +177,7 @@ def test_no_restorable_checkpoint_says_how_to_restart(tmp_path, capsys):
     for checkpoint in (folder / "checkpoints").glob("epoch-*"):
         files.shutil.rmtree(checkpoint)
     (folder / "checkpoints" / "backup").mkdir()
-    with pytest.raises(runfolder.TrainingError, match="older keras-vae that cannot resume"):
+    with pytest.raises(runfolder.RunFileError, match="older keras-vae that cannot resume"):
         train_lib.train(run, verbose=0)
 
 

@@ -1,8 +1,14 @@
 """The exported latent-explorer page, run in headless Chromium against Keras."""
 
+import http.client
 import json
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.parse
 
 import keras
 import numpy as np
@@ -11,11 +17,14 @@ import pytest
 import keras_vae
 from export import ExportError
 from export import browser
+from export import common
+from export import serve
 from export import export_run
 from export import manifest as manifest_lib
 from export import verify
 from export import web_page
 from pipelines import cli
+from pipelines import runfolder
 
 from test_export import REPO, decode
 
@@ -78,16 +87,92 @@ def test_missing_runtime_is_one_line_error(digits_run, tmp_path, monkeypatch):
     run_dir.mkdir()
     (run_dir / "model.keras").write_bytes((digits_run[0] / "model.keras").read_bytes())
     monkeypatch.setattr(web_page, "PACKAGE", tmp_path / "no-npm-install")
-    with pytest.raises(ExportError, match=r"needs onnxruntime-web.*run `make`") as caught:
+    with pytest.raises(ExportError, match=r"needs onnxruntime-web.*npm ci --prefix") as caught:
         export_run(run_dir, formats=("web",), verbose=False)
     assert "\n" not in str(caught.value)
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
 
 
 def test_serve_refuses_a_run_without_page(tmp_path, capsys):
-    assert cli.main(["serve", str(tmp_path)]) == 1
+    assert cli.main(["serve", str(tmp_path / "missing")]) == 2  # As for the other commands.
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("keras-vae serve: error: run folder ") and "does not exist" in line
+    (tmp_path / "model.keras").write_bytes(b"")
+    assert cli.main(["serve", str(tmp_path)]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("keras-vae serve: error: ") and "holds no web/index.html" in line
+    assert cli.main(["serve", str(tmp_path), "--port", "70000"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == ("keras-vae serve: error: argument --port: expected a port from 0 to 65535, "
+                    "got '70000'; see keras-vae serve --help")
+
+
+@pytest.fixture
+def served(tmp_path, capfd):
+    """(base URL, export folder) of a fake export served on 127.0.0.1, with a
+    symlink to a file outside it, and a folder without index.html."""
+    export_dir = tmp_path / "run" / "export"
+    (export_dir / "web" / "assets").mkdir(parents=True)
+    (export_dir / "web" / "index.html").write_text("<p>page</p>")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    (export_dir / "web" / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    (export_dir / "web" / "assets" / "a.txt").write_text("a")
+    with serve.serving(export_dir) as url:
+        yield url.removesuffix("web/"), export_dir
+    assert capfd.readouterr().err == ""  # Not one traceback, not one line.
+
+
+def get(url, path, host=None):
+    """(status, body) of GET `path`, with the Host header `host` if given."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.putrequest("GET", path, skip_host=host is not None)
+    if host is not None:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def test_serve_sends_only_the_export_to_local_names(served):
+    url, _ = served
+    port = urllib.parse.urlsplit(url).port
+    assert get(url, "/web/") == (200, b"<p>page</p>")
+    assert get(url, "/web/", host=f"localhost:{port}")[0] == 200
+    assert get(url, "/web/", host=f"attacker.example:{port}")[0] == 403  # DNS rebinding.
+    assert get(url, "/web/", host="")[0] == 403
+    for path in ("/web/secret.txt", "/web/assets/", "/", "/web/%00", "/../secret.txt",
+                 "/web/..%2f..%2fsecret.txt"):
+        status, body = get(url, path)
+        assert status == 404 and b"not for the web" not in body and b"a.txt" not in body, path
+
+
+def test_serve_survives_disconnects_and_closes_idle_connections(served, monkeypatch):
+    url, _ = served
+    parts = urllib.parse.urlsplit(url)
+    for _ in range(20):  # Clients that leave mid-request or mid-response.
+        with socket.create_connection((parts.hostname, parts.port)) as client:
+            client.sendall(b"GET /web/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with socket.create_connection((parts.hostname, parts.port)) as client:
+            client.sendall(b"GET /web/ HT")
+    monkeypatch.setattr(serve._Handler, "timeout", 0.5)
+    with socket.create_connection((parts.hostname, parts.port)) as idle:
+        idle.settimeout(30)
+        assert idle.recv(1) == b""  # Closed by the server, not by this client.
+    assert get(url, "/web/")[0] == 200
+
+
+def test_serve_says_when_the_export_is_stale(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "export").mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"weights of epoch 2")
+    manifest = {"model": {"source": {"sha256": runfolder.sha256(run_dir / "model.keras")}}}
+    (run_dir / "export" / "export.json").write_text(json.dumps(manifest))
+    assert common.stale(run_dir) is None
+    (run_dir / "model.keras").write_bytes(b"weights of epoch 3")
+    assert common.stale(run_dir) == (
+        f"{run_dir / 'export'} is stale: {run_dir / 'model.keras'} changed since it was "
+        f"exported; rerun keras-vae export {run_dir}")
 
 
 needs_chromium = pytest.mark.skipif(
@@ -139,3 +224,21 @@ def test_page_refuses_a_modified_decoder(digits_run, tmp_path):
     with pytest.raises(RuntimeError, match="decoder.onnx does not match the sha256 in export.json"):
         with browser.open_page(export_dir):
             pass
+
+
+def test_serve_stops_on_sigterm_in_one_line_after_its_stale_warning(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "export" / "web").mkdir(parents=True)
+    (run_dir / "export" / "web" / "index.html").write_text("<p>page</p>")
+    (run_dir / "model.keras").write_bytes(b"weights")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", str(run_dir), "--port", "0"],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(f"Serving {run_dir / 'export'} at http://")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate()
+    assert process.returncode == 143
+    assert err.splitlines() == [
+        f"keras-vae serve: warning: {run_dir / 'export'} records no model hash (made by an older "
+        f"keras-vae or edited): rerun keras-vae export {run_dir} to be sure it is of model.keras",
+        "keras-vae serve: terminated (SIGTERM): stopped serving"]

@@ -9,7 +9,7 @@ import json
 import pathlib
 import tomllib
 
-from pipelines import runfolder
+from export import runfolder
 
 MODEL_FILE = runfolder.MODEL
 CONFIG_FILE = runfolder.CONFIG

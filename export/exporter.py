@@ -26,9 +26,8 @@ from export import verify
 from export import web_page
 from export.common import ExportError
 from export.common import one_line
-from pipelines import lock
-from pipelines import runchecks
-from pipelines import runfolder
+from export import lock
+from export import runfolder
 
 _LABELS = {"savedmodel": "SavedModel", "onnx": "ONNX", "litert": "LiteRT", "web": "web page"}
 _HINTS = {
@@ -51,7 +50,8 @@ _RUNTIMES = {
 
 
 def export_run(
-    run_dir, formats=None, opset=None, encoder=False, verbose=True, _after_convert=None
+    run_dir, formats=None, opset=None, encoder=False, verbose=True, latent_images=None,
+    _after_convert=None,
 ):
     """Exports, verifies and installs the model of a training run.
 
@@ -67,6 +67,11 @@ def export_run(
         encoder: also export the encoder (image -> posterior_mean,
             posterior_log_variance).
         verbose: print one line per stage, with its duration.
+        latent_images: a function of the run folder returning (images, a
+            phrase saying which) to measure each latent dimension's KL on,
+            which orders the web page's sliders (`manifest.latent_kl`);
+            None: the dimensions keep their index order. `keras-vae export`
+            passes the run's validation images.
         _after_convert: for tests only, called with the temporary folder
             between conversion and verification (e.g. to corrupt a file).
 
@@ -76,7 +81,7 @@ def export_run(
     Raises:
         ExportError: with a one-line message, if anything fails; the previous
             `RUN_DIR/export` (if any) is then left as it was. `UsageError`
-            when another command writes into the run (see `pipelines.lock`)
+            when another command writes into the run (see `export.lock`)
             or a file of the run is damaged.
     """
     run_dir = pathlib.Path(run_dir)
@@ -84,7 +89,8 @@ def export_run(
     formats = _available(formats, verbose)
     try:
         with lock.hold(run_dir, "keras-vae export"):
-            return _export(run_dir, formats, opset, encoder, verbose, _after_convert)
+            return _export(run_dir, formats, opset, encoder, verbose, latent_images,
+                           _after_convert)
     except (lock.RunLockedError, runfolder.RunFileError) as error:
         raise common.UsageError(str(error)) from None
     except OSError as error:  # No lock file: a read-only run folder, say.
@@ -106,15 +112,15 @@ def _available(formats, verbose):
     return common.FORMATS
 
 
-def _export(run_dir, formats, opset, encoder, verbose, _after_convert):
+def _export(run_dir, formats, opset, encoder, verbose, latent_images, _after_convert):
     """`export_run` once the run's lock is held."""
     model_path = common.model_path(run_dir)
     progress = _Progress(verbose)
     source = runfolder.model_record(run_dir)
     with progress.stage(f"loading {model_path}") as notes:
-        model = runchecks.load_model(model_path, compile=False)
+        model = runfolder.load_model(model_path, compile=False)
         config = common.read_config(run_dir)
-        runchecks.check_model(config, model, model_path)
+        runfolder.check_model(config, model, model_path)
         beta = common.beta_facts(config)
         facts = manifest.model_facts(model, beta)
         # The model's own policy wins over what the run says it asked for.
@@ -124,7 +130,7 @@ def _export(run_dir, formats, opset, encoder, verbose, _after_convert):
     if verbose and (run_dir / common.EXPORT_DIR).exists() and common.stale(run_dir):
         print(f"replacing {run_dir / common.EXPORT_DIR}, made from another model.keras")
     with progress.stage("measuring the KL of each latent dimension") as notes:
-        facts["latent_kl"] = manifest.latent_kl(model, run_dir)
+        facts["latent_kl"] = manifest.latent_kl(model, run_dir, latent_images)
         notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])
     if "web" in formats:
         web_page.check_runtime()

@@ -18,7 +18,7 @@ import keras_vae
 from export import common
 from export.common import one_line
 from keras_vae import likelihoods
-from pipelines.runfolder import sha256
+from export.runfolder import sha256
 
 FORMAT_VERSION = 1
 CHANNEL_ORDER = "NHWC"
@@ -76,40 +76,35 @@ def model_facts(model, beta):
     }
 
 
-def latent_kl(model, run_dir):
+def latent_kl(model, run_dir, images=None):
     """KL(q(z_d|x) ‖ p(z_d)) of each latent dimension, nats, and their order.
 
-    Measured like the run's traversals (`pipelines.train`): over the first
-    `SUMMARY_IMAGES` validation images of the data in the run's config.toml,
-    highest KL first, so consumers (the web page's sliders) show first the
-    dimensions the model uses. Without the config or the data, the dimensions
+    Measured on `images(run_dir)`: a function the caller passes, returning
+    (images, a phrase saying which), so that this stage needs no knowledge of
+    how a run's data is loaded (`keras-vae export` passes
+    `pipelines.exportcmd.latent_images`: the run's first validation images,
+    as its traversals use). Highest KL first, so consumers (the web page's
+    sliders) show first the dimensions the model uses. Without `images`, or
+    when it raises ValueError or OSError (no config, no data), the dimensions
     keep their index order and `note` says why.
     """
     from keras_vae import diagnostics
-    from pipelines import config as config_lib
-    from pipelines import datasets
-    from pipelines import train
 
-    path = pathlib.Path(run_dir) / common.CONFIG_FILE
     try:
-        if not path.is_file():
-            raise FileNotFoundError(f"the run has no {common.CONFIG_FILE}")
-        config = config_lib.load_config(path)
-        train_ds, val_ds, _ = datasets.from_config(config)
-        images = datasets.first_images(val_ds if val_ds is not None else train_ds,
-                                       train.SUMMARY_IMAGES)
+        if images is None:
+            raise ValueError("none given")
+        batch, what = images(run_dir)
     except (ValueError, OSError) as error:  # keras_vae.data.DataError is a ValueError.
         return {
             "kl_per_dim": None, "order": list(range(int(model.latent_dim))),
             "note": f"no data to measure it on ({one_line(error)}): dimensions in index order",
         }
-    kl = diagnostics.latent_statistics(model, images)["kl_per_dim"]
-    split = "validation" if val_ds is not None else "training"
+    kl = diagnostics.latent_statistics(model, batch)["kl_per_dim"]
     return {
         "kl_per_dim": [round(float(k), 6) for k in kl],
         "order": [int(d) for d in np.argsort(-np.asarray(kl))],
         "units": "nats",
-        "data": f"{len(images)} {split} images of {config['data']['source']!r}",
+        "data": what,
     }
 
 

@@ -1,6 +1,5 @@
-"""`keras-vae serve RUN_DIR`: the run's exported web page on 127.0.0.1.
-
-    keras-vae serve RUN_DIR [--port 8000]     then open http://127.0.0.1:8000/web/
+"""A run's exported web page on 127.0.0.1 (`serving`; the command
+`keras-vae serve RUN_DIR [--port 8000]` is `pipelines.exportcmd.serve`).
 
 A local server, hardened because any web page the user visits can make the
 browser talk to it:
@@ -14,9 +13,6 @@ browser talk to it:
 - a client that disconnects, or any other failure of one request, is one
   log line, never a traceback; the server goes on.
 
-Exit codes as for the other commands: 2 a bad port or a run folder without an
-exported page, 1 a port that cannot be bound, 130 Ctrl-C, 143 SIGTERM. It says
-when the export is stale (model.keras changed since it was exported).
 """
 
 import contextlib
@@ -28,9 +24,6 @@ import threading
 
 from export import common
 from export import web_page
-from pipelines import cli
-from pipelines import flags
-from pipelines import runfolder
 
 TIMEOUT = 30  # seconds a connection may stay idle
 HOSTS = ("127.0.0.1", "localhost")
@@ -93,42 +86,3 @@ def serving(export_dir, port=0):
     finally:
         server.shutdown()
         server.server_close()
-
-
-def main(argv=None, prog="keras-vae serve"):
-    """`keras-vae serve RUN_DIR`: serves the run's export on 127.0.0.1 until Ctrl-C."""
-    parser = flags.ArgumentParser(
-        prog=prog, prefix=prog, description="Serve a run's latent-explorer page on 127.0.0.1."
-    )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder exported with web")
-    parser.add_argument("--port", type=flags.number(int, "a port from 0 to 65535", 0, 65535),
-                        default=8000, help="port (default 8000; 0: any free)")
-    args = parser.parse_args(argv)
-    export_dir = pathlib.Path(args.run_dir) / common.EXPORT_DIR
-    try:
-        runfolder.check(args.run_dir, needs=())  # The export alone is enough.
-        if not (export_dir / web_page.FOLDER / "index.html").is_file():
-            raise common.UsageError(
-                f"{str(export_dir)!r} holds no {web_page.FOLDER}/index.html: run keras-vae "
-                f"export {args.run_dir} --formats web first")
-        stale = common.stale(args.run_dir)
-        if stale:
-            print(f"{prog}: warning: {stale}", file=sys.stderr)
-        with serving(export_dir, args.port) as url:
-            print(f"Serving {export_dir} at {url} (Ctrl-C to stop)", flush=True)
-            threading.Event().wait()
-    except (common.ExportError, runfolder.RunFolderError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"{prog}: error: cannot serve on port {args.port}: {error.strerror or error}; "
-              "pass another --port", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as error:
-        return cli.interrupted(error, "stopped serving", prog)
-    return 0
-
-
-if __name__ == "__main__":
-    cli.handle_signals()
-    sys.exit(main(prog="python -m export.serve"))

@@ -94,7 +94,7 @@ LEFTOVERS = (".*.tmp*", ".export-tmp-*")
 def remove_leftovers(folder):
     """Deletes the temporary files and folders that a killed write left in
     `folder` (`LEFTOVERS`); call it only while no other process writes there
-    (`pipelines.lock.hold` calls it)."""
+    (`export.lock.hold` calls it)."""
     for item in (p for pattern in LEFTOVERS for p in pathlib.Path(folder).glob(pattern)):
         if item.is_dir():
             shutil.rmtree(item, ignore_errors=True)

@@ -8,7 +8,8 @@ import keras
 
 from keras_vae import callbacks as callbacks_lib
 from pipelines import checkpoints
-from pipelines import runfolder
+from export import runfolder
+from pipelines import cli
 
 
 class StopOnNaN(callbacks_lib.TerminateOnNonFinite):
@@ -24,7 +25,7 @@ class StopOnNaN(callbacks_lib.TerminateOnNonFinite):
             f"the last good model is {last} and rerunning resumes from it"
             if last.exists() else "no epoch had finished, so no model was saved"
         )
-        return runfolder.TrainingError(
+        return cli.TrainingError(
             f"training stopped at epoch {self.epoch + 1}, step {step}: {key} became {value}; "
             f"{kept}; lower the learning rate (now {self.learning_rate:g}) or β"
         )

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from keras_vae import files
-from pipelines import runfolder
+from export import runfolder
 
 #: A checkpoint is a folder `epoch-<N>` holding both files, renamed into
 #: place only once complete, so weights and state always belong together.

@@ -3,10 +3,10 @@
     keras-vae train ...       train into a resumable run folder (pipelines.train)
     keras-vae sweep ...       train a grid of runs (pipelines.sweep)
     keras-vae demo            train the default config, export it, say where it is
-    keras-vae export RUN      SavedModel, ONNX and LiteRT decoders, web page (export.cli)
+    keras-vae export RUN      decoders as SavedModel, ONNX, LiteRT, web page (pipelines.exportcmd)
     keras-vae evaluate RUN    eval.json and eval.md (pipelines.evaluate)
     keras-vae compare ...     five objectives, one report (pipelines.compare)
-    keras-vae serve RUN       the exported web page on 127.0.0.1 (export.serve)
+    keras-vae serve RUN       the exported web page on 127.0.0.1 (pipelines.exportcmd)
 
 Subcommand modules are imported only when used: `--help` stays fast. This
 module imports none of them and no TensorFlow: each subcommand imports it.
@@ -19,24 +19,28 @@ import signal
 import sys
 import tempfile
 
-from pipelines.runfolder import TrainingError
-
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
 
-#: Subcommand -> (module with a `main(argv) -> int`, one-line help).
+#: Subcommand -> ("module:function", the function taking argv and returning the exit
+#: status; one-line help). tests/test_layers.py reads these strings as imports.
 COMMANDS = {
-    "train": ("pipelines.train", "train a VAE into a resumable run folder"),
-    "sweep": ("pipelines.sweep", "train a grid of runs"),
-    "demo": ("pipelines.demo", "train the default config (a few minutes), then export it"),
-    "export": ("export.cli", "export a run's decoder: SavedModel, ONNX, LiteRT, web page"),
-    "evaluate": ("pipelines.evaluate", "evaluate a run: eval.json and eval.md"),
-    "compare": ("pipelines.compare", "train one set of networks under five objectives, "
+    "train": ("pipelines.train:main", "train a VAE into a resumable run folder"),
+    "sweep": ("pipelines.sweep:main", "train a grid of runs"),
+    "demo": ("pipelines.demo:main", "train the default config (a few minutes), then export it"),
+    "export": ("pipelines.exportcmd:main",
+               "export a run's decoder: SavedModel, ONNX, LiteRT, web page"),
+    "evaluate": ("pipelines.evaluate:main", "evaluate a run: eval.json and eval.md"),
+    "compare": ("pipelines.compare:main", "train one set of networks under five objectives, "
                 "then report (the paintings question)"),
-    "serve": ("export.serve", "serve a run's latent-explorer web page on 127.0.0.1"),
+    "serve": ("pipelines.exportcmd:serve", "serve a run's latent-explorer web page on 127.0.0.1"),
 }
 
 #: Subcommands that check their arguments before importing TensorFlow (quietly) themselves.
 CHECK_BEFORE_TENSORFLOW = ("export", "serve")
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on; the one-line message says what to do."""
 
 
 def import_tensorflow_quietly():
@@ -144,7 +148,8 @@ def _dispatch(argv):
         return error(f"{given}: use one of {', '.join(COMMANDS)} (see keras-vae --help)", 2)
     if argv[0] not in CHECK_BEFORE_TENSORFLOW:
         import_tensorflow_quietly()
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function)(argv[1:])
 
 
 if __name__ == "__main__":

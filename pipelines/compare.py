@@ -36,7 +36,7 @@ from pipelines import config as config_lib
 from pipelines import datasets as datasets_lib
 from pipelines import flags
 from pipelines import report
-from pipelines import runfolder
+from export import runfolder
 
 DEFAULT_NAME = "paintings"
 #: Config keys (prefixes) that compare has no flag for: each objective sets its own.

@@ -13,6 +13,9 @@ This module does not import TensorFlow.
 """
 
 import copy
+import hashlib
+import json
+import re
 import dataclasses
 import math
 import pathlib
@@ -21,6 +24,7 @@ import types
 
 import tomli_w
 
+from export import runfolder
 from pipelines import beta as beta_lib
 from pipelines.schema import TABLES, Beta
 
@@ -245,3 +249,53 @@ def steps_per_epoch(config, train_samples):
     """Training steps per epoch: the [train] value, or one pass over the data."""
     t = config["train"]
     return t["steps_per_epoch"] or math.ceil(train_samples / t["batch_size"])
+
+
+def run_name(config):
+    """`config["train"]["run_name"]`, or `<data>-<likelihood>-<schedule>-z<d>-s<seed>-<hash>`.
+
+    The hash covers every key but `config.RUN_INDEPENDENT_KEYS`: the same
+    command always names the same run (so it resumes), another config another.
+    """
+    if config["train"]["run_name"]:
+        return config["train"]["run_name"]
+    # + 0.0 makes -0.0 0.0: one config, one name.
+    key = {k: v + 0.0 if isinstance(v, float) else v
+           for k, v in flatten(config).items()
+           if k not in RUN_INDEPENDENT_KEYS}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
+    name = "-".join([
+        pathlib.Path(str(config["data"]["source"])).name or "data",
+        config["model"]["likelihood"],
+        config["beta"]["schedule"],
+        f"z{config['model']['latent_dim']}",
+        f"s{config['train']['seed']}",
+        digest,
+    ])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def run_dir(config):
+    """Where the run of `config` is written: `<output_dir>/<run_name>`.
+
+    Example:
+
+        >>> str(run_dir(load_config(overrides={"train.run_name": "demo"})))
+        'saved_models/demo'
+    """
+    return pathlib.Path(config["train"]["output_dir"]) / run_name(config)
+
+
+def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):
+    """Raises RunFileError (exit 2, a bad run folder) if the run folder of
+    `config` holds another config's run."""
+    folder = run_dir(config)
+    path = folder / runfolder.CONFIG
+    if not path.exists():
+        return
+    changed = differences(load_config(path), config)
+    if changed:
+        raise runfolder.RunFileError(
+            f"{folder} holds a run with a different config ({', '.join(changed)} "
+            f"changed): {remedy}"
+        )

@@ -5,6 +5,7 @@ import sys
 
 from export import ExportError, export_run
 from pipelines import cli
+from pipelines import exportcmd
 from pipelines import train
 
 
@@ -18,7 +19,8 @@ def main(argv=None):
         return status
     folder = folders[0]
     try:
-        exported = export_run(folder)  # All formats it can: without npm's runtime, no page.
+        # All formats it can: without npm's runtime, no page.
+        exported = export_run(folder, latent_images=exportcmd.latent_images)
     except ExportError as err:
         return cli.error(f"the run trained, but its export failed: {err}", 1)
     tensorboard = _script("tensorboard")

@@ -30,10 +30,9 @@ from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import markdown as markdown_lib
-from pipelines import runfolder
+from export import runfolder
 from pipelines import flags
-from pipelines import lock
-from pipelines import runchecks
+from export import lock
 from pipelines.flags import positive_int
 
 BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
@@ -84,7 +83,7 @@ def evaluate_run(run_dir, data=None, k=1000, chunk=100, batch_size=None,
                  baseline_epochs=None, seed=0, verbose=1):
     """Evaluates a run folder; writes eval.json, eval.md and their PNGs.
 
-    Holds the run's lock (`pipelines.lock`): a run that another command
+    Holds the run's lock (`export.lock`): a run that another command
     writes into, training for one, is refused. Returns the eval.json dict.
     Raises FileNotFoundError, ValueError (a damaged file of the run too) or
     `keras_vae.data.DataError` with one-line messages.
@@ -103,8 +102,8 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
 
     model = runfolder.model_record(run_dir)  # Which epoch's model.keras: said, and in eval.json.
     say(f"Evaluating {runfolder.describe_source(model)}")
-    vae = runchecks.load_model(run_dir / runfolder.MODEL)
-    runchecks.check_model(config, vae, run_dir / runfolder.MODEL)
+    vae = runfolder.load_model(run_dir / runfolder.MODEL)
+    runfolder.check_model(config, vae, run_dir / runfolder.MODEL)
     source = data or d["source"]
     train_ds, val_ds, info = datasets.from_config(config, source, batch_size)
     split, eval_ds = ("validation", val_ds) if val_ds is not None else ("train", train_ds)
@@ -119,7 +118,7 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
                                               steps=budget["steps_per_epoch"])
     if baseline_path.is_file():
         say(f"Reusing the autoencoder baseline {baseline_path}")
-        autoencoder = runchecks.load_model(baseline_path, keras_vae.Autoencoder)
+        autoencoder = runfolder.load_model(baseline_path, keras_vae.Autoencoder)
     else:
         say(f"Training the autoencoder baseline for {budget['epochs']} epoch(s) of "
             f"{budget['steps_per_epoch']} steps")

@@ -23,7 +23,7 @@ from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
 from pipelines import markdown as markdown_lib
-from pipelines import runfolder
+from export import runfolder
 
 SPLITS = {"train": "training views", "held_out": "held-out views"}
 #: Traversal values, in prior standard deviations, and dimensions shown.

@@ -119,7 +119,7 @@ class Train:
     steps_per_epoch: int | None = option(None, "default: one pass over the training data",
                                          check=at_least(1))
     run_name: str | None = option(None, "default: derived from the config (see "
-                                  "pipelines.runfolder.run_name)")
+                                  "pipelines.config.run_name)")
     output_dir: str = option("saved_models", "folder of the run folders")
     strategy: str = option("default", "default, mirrored or multiworker (reads TF_CONFIG)")
     # What the networks compute in (keras_vae.precision.PRECISIONS); the loss

@@ -40,7 +40,7 @@ from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import flags
 from pipelines import markdown
-from pipelines import runfolder
+from export import runfolder
 from pipelines import train as train_lib
 
 DEFAULT_BETAS = "0,0.1,0.3,1,3"
@@ -126,24 +126,24 @@ def _validation_metrics(folder):
     metrics = runfolder.read_metrics(folder)["validation"]
     values = {k: metrics[k] for k in METRICS}
     if not all(v is not None and math.isfinite(v) for v in values.values()):  # null: not finite
-        raise runfolder.TrainingError(f"non-finite validation metrics in {folder / runfolder.METRICS}")
+        raise cli.TrainingError(f"non-finite validation metrics in {folder / runfolder.METRICS}")
     return values
 
 
 def run_all(configs, verbose=1):
     """Trains (or finds finished) every run; returns their `RunResult`s."""
     for config in configs:
-        runfolder.check_same_run(config, "pass another --sweep-name, or delete that folder")
+        config_lib.check_same_run(config, "pass another --sweep-name, or delete that folder")
     results = []
     for i, config in enumerate(configs, 1):
         beta, latent_dim = config["beta"]["value"], config["model"]["latent_dim"]
         print(f"run {i}/{len(configs)}: β={beta:g}, latent_dim={latent_dim}", flush=True)
         keras.backend.clear_session()  # A fresh graph per run: memory stays flat.
-        result = RunResult(beta, latent_dim, runfolder.run_dir(config))
+        result = RunResult(beta, latent_dim, config_lib.run_dir(config))
         try:
             train_lib.train(config, verbose)
             result.metrics = _validation_metrics(result.folder)
-        except runfolder.TrainingError as err:
+        except cli.TrainingError as err:
             result.error = " ".join(str(err).split())
             print(f"run {i}/{len(configs)} failed: {result.error}", file=sys.stderr)
         else:

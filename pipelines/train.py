@@ -2,7 +2,7 @@
 
     keras-vae train --data digits --image-size 8 --channels 1 --epochs 5
 
-The run folder (see `pipelines.runfolder`) is written file by file,
+The run folder (see `export.runfolder`) is written file by file,
 atomically, config.toml first and metrics.json, the "finished" marker, last.
 
 Rerunning the same command resumes: the default run name is a function of
@@ -31,10 +31,10 @@ from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import distribution
 from pipelines import flags
-from pipelines import lock
+from export import lock
 from pipelines import memory
 from pipelines import runchecks
-from pipelines import runfolder
+from export import runfolder
 
 #: Validation images kept for TensorBoard's latent statistics and pictures.
 SUMMARY_IMAGES = memory.SUMMARY_IMAGES
@@ -136,7 +136,7 @@ def train(config, verbose=1, callbacks=()):
     t = config["train"]
     # Collective ops need the strategy before any other TensorFlow work.
     strategy = distribution.make_strategy(t["strategy"])
-    folder = runfolder.run_dir(config)
+    folder = config_lib.run_dir(config)
     if _finished(config, folder, say):  # Before the data: a finished run returns at once.
         lock.tidy(folder, "keras-vae train")
         return folder
@@ -186,7 +186,7 @@ def train(config, verbose=1, callbacks=()):
 def _finished(config, folder, say):
     """True, saying so, if the run of `config` has trained its epochs;
     raises ValueError if `folder` holds another config's run."""
-    runfolder.check_same_run(config)
+    config_lib.check_same_run(config)
     metrics = runfolder.read_metrics(folder)
     if metrics and metrics["epochs_completed"] >= config["train"]["epochs"]:
         say(f"Run already finished ({metrics['epochs_completed']} epochs): {folder}")

@@ -8,7 +8,7 @@ import pytest
 MODULES = (
     "keras_vae.autoencoder", "keras_vae.callbacks", "keras_vae.schedules", "keras_vae.vae",
     "pipelines.beta", "pipelines.config", "pipelines.datasets", "pipelines.flags",
-    "pipelines.markdown", "pipelines.runfolder", "pipelines.schema",
+    "pipelines.markdown", "export.runfolder", "pipelines.schema",
 )
 
 

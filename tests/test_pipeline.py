@@ -17,7 +17,8 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from pipelines import beta as beta_lib
 from pipelines import config as config_lib
-from pipelines import runfolder
+from export import runfolder
+from pipelines import cli
 from pipelines import train as train_lib
 
 TINY = {
@@ -90,11 +91,11 @@ def test_shipped_configs_load_and_default_run_names_are_stable(tmp_path):
     for name in ("default.toml", "artworks.toml"):
         config_lib.load_config(pathlib.Path(config_lib.__file__).parent / "configs" / name)
     a = tiny_config(tmp_path)
-    assert runfolder.run_name(a) == runfolder.run_name(tiny_config(tmp_path))
-    assert runfolder.run_name(a).startswith("digits-bernoulli-linear-z2-s0-")
+    assert config_lib.run_name(a) == config_lib.run_name(tiny_config(tmp_path))
+    assert config_lib.run_name(a).startswith("digits-bernoulli-linear-z2-s0-")
     # More epochs train the same run further; another β is another run.
-    assert runfolder.run_name(a) == runfolder.run_name(tiny_config(tmp_path, **{"train.epochs": 9}))
-    assert runfolder.run_name(a) != runfolder.run_name(tiny_config(tmp_path, **{"beta.stop": 2.0}))
+    assert config_lib.run_name(a) == config_lib.run_name(tiny_config(tmp_path, **{"train.epochs": 9}))
+    assert config_lib.run_name(a) != config_lib.run_name(tiny_config(tmp_path, **{"beta.stop": 2.0}))
 
 
 def test_run_writes_every_artifact_and_tensorboard_summaries(tmp_path):
@@ -162,7 +163,7 @@ def test_killed_run_resumes_where_it_stopped_and_finished_run_returns(tmp_path):
     script = textwrap.dedent(KILL_AFTER_EPOCH_2).format(overrides=overrides)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert killed.returncode == 1, killed.stderr
-    folder = runfolder.run_dir(config)
+    folder = config_lib.run_dir(config)
     assert not (folder / "metrics.json").exists()
 
     counter = _Count()
@@ -196,10 +197,10 @@ class _PoisonWeights(keras.callbacks.Callback):
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     config = tiny_config(tmp_path, **{"train.epochs": 4})
-    with pytest.raises(runfolder.TrainingError, match="epoch 3, step 11: loss became NaN") as err:
+    with pytest.raises(cli.TrainingError, match="epoch 3, step 11: loss became NaN") as err:
         train_lib.train(config, verbose=0, callbacks=[_PoisonWeights()])
     assert "\n" not in str(err.value) and "last.keras" in str(err.value)
-    folder = runfolder.run_dir(config)
+    folder = config_lib.run_dir(config)
     assert not (folder / "metrics.json").exists()
     for name in ("model.keras", "last.keras"):
         assert all(np.isfinite(w).all() for w in final_weights(folder, name))

@@ -21,7 +21,7 @@ from keras_vae import files
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import evaluate as evaluate_lib
-from pipelines import runfolder
+from export import runfolder
 from pipelines import sweep as sweep_lib
 from pipelines import train as train_lib
 
@@ -146,7 +146,7 @@ def test_kill_9_inside_the_checkpoint_write_resumes_exactly(tmp_path, reference,
     script = textwrap.dedent(KILL_INSIDE_CHECKPOINT).format(overrides=overrides)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    folder = runfolder.run_dir(run)
+    folder = config_lib.run_dir(run)
     assert list((folder / "checkpoints").glob(".epoch-00002.*"))  # Half-written, hidden.
     assert (folder / "last.keras").exists()  # Of epoch 2, newer than the checkpoint.
 
@@ -233,7 +233,7 @@ def test_disk_filling_during_training_ends_in_one_line_and_resumes(
     monkeypatch.setattr(files, "check_space", lambda *args, **kwargs: None)
     disk = small_disk(3)
     run = config(disk, "full")
-    folder = runfolder.run_dir(run)
+    folder = config_lib.run_dir(run)
     # The free space each attempt leaves: too little for model.keras, then for
     # a checkpoint, then for the next epoch; then room for the whole run.
     failures = []

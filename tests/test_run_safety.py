@@ -27,7 +27,7 @@ from pipelines import config as config_lib
 from pipelines import evaluate as evaluate_lib
 from pipelines import flags as pipeline_flags
 from pipelines import memory
-from pipelines import runfolder
+from export import runfolder
 from pipelines import train as train_lib
 
 from test_reliability import TINY_FLAGS
@@ -356,7 +356,7 @@ def test_seeds_out_of_range_name_their_flag(tmp_path, capsys, flag):
 
 
 def test_minus_zero_and_zero_name_one_run():
-    names = {runfolder.run_name(config_lib.load_config(overrides={"model.free_bits": v}))
+    names = {config_lib.run_name(config_lib.load_config(overrides={"model.free_bits": v}))
              for v in (0.0, -0.0)}
     assert len(names) == 1
     betas = pipeline_flags.numbers(float, "numbers", unique=True)

@@ -24,7 +24,8 @@ from export import manifest as manifest_lib
 from export import verify
 from export import web_page
 from pipelines import cli
-from pipelines import runfolder
+from pipelines import exportcmd
+from export import runfolder
 
 from test_export import REPO, decode
 
@@ -52,7 +53,8 @@ def digits_run(tmp_path_factory, digits):
     model.fit(digits, epochs=3, batch_size=64, verbose=0)  # β = 0.1: the latents carry KL.
     model.save(run_dir / "model.keras")
     (run_dir / "config.toml").write_text(CONFIG)
-    return run_dir, model, export_run(run_dir, formats=("web",), verbose=False)
+    return run_dir, model, export_run(run_dir, formats=("web",), verbose=False,
+                                     latent_images=exportcmd.latent_images)
 
 
 def test_web_export_holds_page_runtime_and_kl_order(digits_run):
@@ -77,9 +79,13 @@ def test_web_export_holds_page_runtime_and_kl_order(digits_run):
 
 def test_kl_order_without_config_is_index_order(tmp_path, digits_run):
     model = digits_run[1]
-    kl = manifest_lib.latent_kl(model, tmp_path)
+    kl = manifest_lib.latent_kl(model, tmp_path, exportcmd.latent_images)
     assert kl["kl_per_dim"] is None and kl["order"] == [0, 1, 2]
     assert "the run has no config.toml" in kl["note"]
+    # The export stage alone (no images given: it knows no data loading) keeps index order.
+    alone = manifest_lib.latent_kl(model, digits_run[0])
+    assert alone["kl_per_dim"] is None and alone["order"] == [0, 1, 2]
+    assert "none given" in alone["note"]
 
 
 def test_missing_runtime_is_one_line_error(digits_run, tmp_path, monkeypatch):

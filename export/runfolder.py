@@ -1,4 +1,4 @@
-"""A run folder's layout, name and checks; shared by train, sweep, evaluate and export.
+"""A run folder's layout and checks: what train writes and every later stage reads.
 
 `<output_dir>/<run_name>/` holds config.toml (written first), model.keras
 (best validation ELBO), last.keras (last epoch), checkpoints/ (resume
@@ -6,19 +6,17 @@ state), logs/ (TensorBoard), images/ and, written last as the "finished"
 marker, metrics.json. This module does not import TensorFlow, so a command
 can refuse a wrong folder before paying for that import.
 
+A run's folder name comes from its config (`pipelines.config.run_dir`).
+
 Example:
 
-    >>> config = config_lib.load_config(overrides={"train.run_name": "demo"})
-    >>> str(run_dir(config))
-    'saved_models/demo'
+    >>> describe_source({"epoch": 7, "epochs_trained": 10, "run_finished": True})
+    'model.keras of epoch 7 (best ELBO) of a run finished after 10 epochs'
 """
 
 import hashlib
 import json
 import pathlib
-import re
-
-from pipelines import config as config_lib
 
 CONFIG = "config.toml"
 MODEL = "model.keras"
@@ -36,10 +34,6 @@ METRIC_NAMES = {
     "elbo": "ELBO (nats)",
     "active_units": "active units",
 }
-
-
-class TrainingError(RuntimeError):
-    """Training could not go on; the one-line message says what to do."""
 
 
 class RunFolderError(FileNotFoundError):
@@ -108,35 +102,6 @@ def read_json(path, fields, remedy):
     return value
 
 
-def run_name(config):
-    """`config["train"]["run_name"]`, or `<data>-<likelihood>-<schedule>-z<d>-s<seed>-<hash>`.
-
-    The hash covers every key but `config.RUN_INDEPENDENT_KEYS`: the same
-    command always names the same run (so it resumes), another config another.
-    """
-    if config["train"]["run_name"]:
-        return config["train"]["run_name"]
-    # + 0.0 makes -0.0 0.0: one config, one name.
-    key = {k: v + 0.0 if isinstance(v, float) else v
-           for k, v in config_lib.flatten(config).items()
-           if k not in config_lib.RUN_INDEPENDENT_KEYS}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
-    name = "-".join([
-        pathlib.Path(str(config["data"]["source"])).name or "data",
-        config["model"]["likelihood"],
-        config["beta"]["schedule"],
-        f"z{config['model']['latent_dim']}",
-        f"s{config['train']['seed']}",
-        digest,
-    ])
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def run_dir(config):
-    """Where the run of `config` is written: `<output_dir>/<run_name>`."""
-    return pathlib.Path(config["train"]["output_dir"]) / run_name(config)
-
-
 def read_metrics(folder):
     """The run's metrics.json as a dict; None until the run has finished.
     Raises RunFileError if it is damaged."""
@@ -145,21 +110,6 @@ def read_metrics(folder):
         return None
     return read_json(path, METRICS_FIELDS, "delete it and rerun the run's keras-vae train "
                      "command: it is rewritten from the last checkpoint")
-
-
-def check_same_run(config, remedy="pass another --run-name, or delete the folder to start over"):
-    """Raises RunFileError (exit 2, a bad run folder) if the run folder of
-    `config` holds another config's run."""
-    folder = run_dir(config)
-    path = folder / CONFIG
-    if not path.exists():
-        return
-    changed = config_lib.differences(config_lib.load_config(path), config)
-    if changed:
-        raise RunFileError(
-            f"{folder} holds a run with a different config ({', '.join(changed)} "
-            f"changed): {remedy}"
-        )
 
 
 def check(folder, needs=(CONFIG, MODEL)):
@@ -223,3 +173,54 @@ def describe_source(record):
         return (f"model.keras of {epoch} (best ELBO) of an unfinished run, "
                 f"{record['epochs_trained']} epochs trained")
     return "model.keras (the run records no epochs)"
+
+
+RETRAIN = "train the run again (delete its folder, or pass another --run-name)"
+
+
+def load_model(path, kind=None, compile=True):
+    """The `kind` model (None: a `keras_vae.VAE`) saved at `path` (Keras's
+    safe mode: no Lambda code). Imports TensorFlow, here only: the checks
+    above stay cheap.
+
+    Raises RunFileError if the file is damaged (Keras says "File not found"
+    for a truncated zip) or holds another kind of model."""
+    import keras
+
+    import keras_vae
+
+    kind = keras_vae.VAE if kind is None else kind
+    path = pathlib.Path(path)
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # Keras raises many types for a bad file.
+        problem = "not a Keras model file, or a truncated one"
+        if not isinstance(error, ValueError) or "File not found" not in str(error):
+            problem = f"{type(error).__name__}: {error}"
+        raise damaged(path, problem, RETRAIN) from None
+    if not isinstance(model, kind):
+        raise RunFileError(
+            f"{str(path)!r} holds a {type(model).__name__}, not a {kind.__module__}."
+            f"{kind.__name__}: point at a run folder made by keras-vae train"
+        )
+    return model
+
+
+def check_model(config, model, path):
+    """Raises RunFileError unless the run's `config` (its config.toml, as
+    read: keys may be missing) and the VAE loaded from `path` have the same
+    image shape and latent size."""
+    expected = {"data.image_size": model.image_shape[0], "data.channels": model.image_shape[2],
+                "model.latent_dim": model.latent_dim}
+    wrong = []
+    for key, got in expected.items():
+        section, _, name = key.partition(".")
+        want = (config.get(section) or {}).get(name)
+        if want is not None and want != int(got):
+            wrong.append(f"{key} is {want!r}, the model's {int(got)}")
+    if wrong:
+        raise RunFileError(
+            f"{str(pathlib.Path(path).parent / CONFIG)!r} does not match "
+            f"{pathlib.Path(path).name} ({'; '.join(wrong)}): restore the config.toml "
+            f"that keras-vae train wrote with the model, or {RETRAIN}"
+        )

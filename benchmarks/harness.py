@@ -89,14 +89,16 @@ def build_model(arch, implementation, precision, jit_compile):
     """A compiled keras-vae `VAE` or `reference.PlainVAE` of the same networks."""
     keras.utils.set_random_seed(0)
     if implementation == "keras-vae":
-        model = keras_vae.build_conv_vae(
-            arch.shape, arch.latent_dim, arch.likelihood, arch.filters, seed=0,
-            precision=precision,
-        )
-    else:
-        model = reference.build(arch)
+        return keras_vae.build_model(spec(arch, precision, seed=0), jit_compile=jit_compile)
+    model = reference.build(arch)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
     return model
+
+
+def spec(arch, precision, seed):
+    """The `keras_vae.ModelSpec` of `arch` (β = 1) computing in `precision`."""
+    return keras_vae.ModelSpec(arch.shape, arch.latent_dim, arch.likelihood, arch.filters,
+                               precision=precision, seed=seed)
 
 
 def policy_of(model):
@@ -213,8 +215,7 @@ def matmul_gflops(dtype="float32", size=MATMUL_SIZE, repeats=5):
 def warm_up_tensorflow():
     """One tiny training step, so one-time TensorFlow start-up (kernel
     registration, the first tf.function) is charged to no variant."""
-    model = keras_vae.build_conv_vae((8, 8, 1), 2, filters=(4,))
-    model.compile(optimizer="adam")
+    model = keras_vae.build_model(keras_vae.ModelSpec((8, 8, 1), 2, filters=(4,)))
     model.fit(np.zeros((8, 8, 8, 1), "float32"), epochs=1, batch_size=8, verbose=0)
 
 
@@ -256,11 +257,7 @@ def validation_elbo(arch, precision, steps, batch_size, train_images, validation
     ELBO (nats per image, β = 1, one z sample per image, seeded) and seconds;
     float32-trained weights are also scored in each precision of `scored_in`."""
     keras.utils.set_random_seed(seed)
-    model = keras_vae.build_conv_vae(
-        arch.shape, arch.latent_dim, arch.likelihood, arch.filters, seed=seed,
-        precision=precision,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model = keras_vae.build_model(spec(arch, precision, seed))
     start = time.perf_counter()
     model.fit(cached_batches(train_images, batch_size), epochs=1, steps_per_epoch=steps,
               shuffle=False, verbose=0)
@@ -274,10 +271,7 @@ def validation_elbo(arch, precision, steps, batch_size, train_images, validation
     # The same trained weights scored by networks in another precision:
     # what the precision alone does to the reported ELBO.
     for other in scored_in:
-        mixed = keras_vae.build_conv_vae(
-            arch.shape, arch.latent_dim, arch.likelihood, arch.filters, seed=seed,
-            precision=other,
-        )
+        mixed = keras_vae.build_model(spec(arch, other, seed))
         if policy_of(mixed) != "float32":
             mixed.set_weights(model.get_weights())
             result["same_weights_elbo"][policy_of(mixed)] = _elbo(mixed, validation_images)

@@ -52,9 +52,11 @@ class Autoencoder(VAE):
 
 
 def build_autoencoder(
-    input_shape, latent_dim=16, likelihood="bernoulli", filters=(32, 64), kernel_size=4
+    input_shape, latent_dim=16, likelihood="bernoulli", filters=(32, 64), kernel_size=4,
+    precision="float32",
 ):
     """An `Autoencoder` with the networks `build_conv_vae` builds for the same
-    arguments (the encoder's log-variance half is left unused)."""
-    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size)
+    arguments, `precision` included (the encoder's log-variance half is left
+    unused)."""
+    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size, precision)
     return Autoencoder(vae.encoder, vae.decoder, vae.likelihood, name="autoencoder")

@@ -80,20 +80,13 @@ OBJECTIVES = (
 
 def build_model(objective, config, image_shape):
     """The networks of `config` trained under `objective`, seeded by the config."""
-    m, t = config["model"], config["train"]
-    keras.utils.set_random_seed(t["seed"])  # The same initial weights for every objective.
-    latent_dim = m["latent_dim"] * objective.latent_factor
-    if objective.autoencoder:
-        model = keras_vae.build_autoencoder(
-            image_shape, latent_dim, objective.likelihood, m["filters"], m["kernel_size"]
-        )
-    else:
-        model = keras_vae.build_conv_vae(
-            image_shape, latent_dim, objective.likelihood, m["filters"], m["kernel_size"],
-            beta=objective.beta, kl=m["kl"], seed=t["seed"],
-        )
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
-    return model
+    keras.utils.set_random_seed(config["train"]["seed"])  # The same initial weights for all.
+    spec = config_lib.model_spec(
+        config, image_shape, latent_dim=config["model"]["latent_dim"] * objective.latent_factor,
+        likelihood=objective.likelihood, beta=objective.beta, autoencoder=objective.autoencoder,
+        free_bits=0.0,  # The objective is the loss alone (IGNORED_KEYS).
+    )
+    return keras_vae.build_model(spec, config["train"]["learning_rate"])
 
 
 def measure(model, dataset, seed=0):

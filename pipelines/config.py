@@ -251,6 +251,22 @@ def steps_per_epoch(config, train_samples):
     return t["steps_per_epoch"] or math.ceil(train_samples / t["batch_size"])
 
 
+def model_spec(config, image_shape, **changes):
+    """The `keras_vae.models.ModelSpec` of `config` ([model], and [train]'s
+    precision and seed) for images of `image_shape`, with `changes` (e.g.
+    beta=, autoencoder=True) applied: the one way a command turns a config
+    into networks. Imports TensorFlow (through keras_vae) when called."""
+    from keras_vae.models import ModelSpec
+
+    m, t = config["model"], config["train"]
+    spec = ModelSpec(
+        tuple(int(s) for s in image_shape), latent_dim=m["latent_dim"],
+        likelihood=m["likelihood"], filters=tuple(m["filters"]), kernel_size=m["kernel_size"],
+        precision=t["precision"], free_bits=m["free_bits"], kl=m["kl"], seed=t["seed"],
+    )
+    return dataclasses.replace(spec, **changes)
+
+
 def run_name(config):
     """`config["train"]["run_name"]`, or `<data>-<likelihood>-<schedule>-z<d>-s<seed>-<hash>`.
 

@@ -65,15 +65,14 @@ def build_parser():
     return parser
 
 
-def train_baseline(config, train_ds, steps, epochs, verbose=1):
-    """The autoencoder baseline of the run's architecture, trained like the run."""
-    m, t = config["model"], config["train"]
-    keras.utils.set_random_seed(t["seed"])
+def train_baseline(config, train_ds, steps, epochs, precision="float32", verbose=1):
+    """The autoencoder baseline of the run's architecture, trained like the run:
+    its networks computing in `precision` (the run's policy, e.g. the VAE's
+    `precision`)."""
+    keras.utils.set_random_seed(config["train"]["seed"])
     image_shape = (config["data"]["image_size"],) * 2 + (config["data"]["channels"],)
-    model = keras_vae.build_autoencoder(
-        image_shape, m["latent_dim"], m["likelihood"], m["filters"], m["kernel_size"]
-    )
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
+    spec = config_lib.model_spec(config, image_shape, autoencoder=True, precision=precision)
+    model = keras_vae.build_model(spec, config["train"]["learning_rate"])
     model.fit(train_ds.repeat(), epochs=epochs, steps_per_epoch=steps, shuffle=False,
               verbose=verbose)
     return model
@@ -123,7 +122,7 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
         say(f"Training the autoencoder baseline for {budget['epochs']} epoch(s) of "
             f"{budget['steps_per_epoch']} steps")
         autoencoder = train_baseline(config, run_train, budget["steps_per_epoch"],
-                                     budget["epochs"], verbose)
+                                     budget["epochs"], vae.precision, verbose)
         checkpoints.save_model(autoencoder, baseline_path)
 
     count = info.val_samples if split == "validation" else info.train_samples

@@ -105,14 +105,8 @@ def _save_images(model, images, train_images, folder, seed):
 def _build(config, info, beta0, precision):
     """The compiled VAE of the [model] table, seeded by [train], its networks
     computing in `precision` (a resolved policy name)."""
-    m, t = config["model"], config["train"]
-    model = keras_vae.build_conv_vae(
-        info.image_shape, latent_dim=m["latent_dim"], likelihood=m["likelihood"],
-        filters=m["filters"], kernel_size=m["kernel_size"], kl=m["kl"],
-        free_bits=m["free_bits"], beta=beta0, seed=t["seed"], precision=precision,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]))
-    return model
+    spec = config_lib.model_spec(config, info.image_shape, beta=beta0, precision=precision)
+    return keras_vae.build_model(spec, config["train"]["learning_rate"])
 
 
 def train(config, verbose=1, callbacks=()):

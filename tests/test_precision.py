@@ -163,3 +163,30 @@ def test_config_accepts_exactly_the_library_precisions():
     test, message = config_lib.FIELDS["train.precision"].metadata["check"]
     assert all(test(name) for name in precision.PRECISIONS) and not test("bf16")
     assert message == " or ".join(precision.PRECISIONS)
+
+
+def test_every_command_builds_its_model_in_the_requested_precision(digits):
+    """train, evaluate's baseline, compare and the benchmarks build through
+    `keras_vae.build_model`: each model computes in the precision asked for
+    (compare's used to train float32 whatever --precision said)."""
+    from benchmarks import harness
+    from pipelines import compare
+    from pipelines import config as config_lib
+    from pipelines import evaluate
+
+    config = config_lib.load_config(overrides={
+        "train.precision": "mixed_bfloat16", "model.filters": [4, 8], "model.latent_dim": 2,
+        "data.image_size": 8, "data.channels": 1, "model.likelihood": "bernoulli",
+    })
+    built = {"train": keras_vae.build_model(config_lib.model_spec(config, SHAPE))}
+    for objective in compare.OBJECTIVES:
+        built[objective.key] = compare.build_model(objective, config, SHAPE)
+    images = tf.data.Dataset.from_tensor_slices(digits[:16]).batch(8)
+    built["baseline"] = evaluate.train_baseline(config, images, 1, 1, "mixed_bfloat16", 0)
+    arch = harness.Architecture("8x8x1", SHAPE, (4, 8), 2, "bernoulli", "digits")
+    built["benchmark"] = harness.build_model(arch, "keras-vae", "mixed_bfloat16", False)
+    assert {name: m.precision for name, m in built.items()} == dict.fromkeys(
+        built, "mixed_bfloat16")
+    assert isinstance(built["autoencoder"], keras_vae.Autoencoder)
+    assert keras_vae.build_autoencoder(SHAPE, 2, filters=(4,), precision="mixed_float16"
+                                       ).precision == "mixed_float16"

@@ -153,9 +153,10 @@ def _existing(folder):
     return folder
 
 
-def check_space(folder, needed, what, remedy="free some space or pass another --output-dir"):
-    """Raises OSError(ENOSPC) with a one-line message unless `folder` has
-    `needed` bytes free for `what` (`folder` need not exist yet)."""
+def check_space(folder, needed, what, remedy="free some space or write elsewhere"):
+    """Raises OSError(ENOSPC) with a one-line message ending in `remedy`
+    unless `folder` has `needed` bytes free for `what` (`folder` need not
+    exist yet)."""
     free = shutil.disk_usage(_existing(folder)).free
     if free < needed:
         raise OSError(

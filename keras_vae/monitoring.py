@@ -35,7 +35,7 @@ steps on fixed images, never in the train step.
 
 import dataclasses
 import functools
-import sys
+import warnings
 
 import keras
 import numpy as np
@@ -349,6 +349,10 @@ class VAETensorBoard(keras.callbacks.Callback):
         self.close()
 
 
+class PosteriorCollapseWarning(UserWarning):
+    """The posterior collapsed: the decoder ignores z (`CollapseAlarm`)."""
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CollapseAlarm(keras.callbacks.Callback):
     """Warns, once, at the epoch the posterior collapses.
@@ -357,9 +361,11 @@ class CollapseAlarm(keras.callbacks.Callback):
     the active ones carry less than `min_rate_per_active_unit` nats each on
     average (see `METRICS`). Then the decoder ignores z and reconstructs
     every image as about the same mean image, while the loss looks fine. The
-    warning goes to stderr (and to TensorBoard text `alarms/posterior_collapse`
-    when `log_dir` is given) with the measured numbers and the remedies the
-    package offers; it fires again only after the code has recovered.
+    warning is a `PosteriorCollapseWarning` (`warnings.warn`; also TensorBoard
+    text `alarms/posterior_collapse` when `log_dir` is given) with the measured
+    numbers and the remedies the package offers, spelled as `REMEDIES` says
+    (in Python; a command-line tool subclasses it with its flags and its own
+    `warn`); it fires again only after the code has recovered.
 
     Args:
         images: fixed images [N, H, W, C] to measure on, preferably held-out.
@@ -374,6 +380,14 @@ class CollapseAlarm(keras.callbacks.Callback):
     Attributes:
         alarms: [(epoch, message)] of the alarms raised, 0-based epochs.
     """
+
+    #: How each remedy is spelled in the warning: free bits, a KL warm-up and a
+    #: calibrated σ (offered only when σ is fixed).
+    REMEDIES = {
+        "free_bits": "VAE(free_bits=0.1)",
+        "warmup": "callbacks.BetaScheduler(schedules.LinearWarmup(1000))",
+        "sigma": 'likelihoods.Gaussian(sigma="optimal") or Gaussian(sigma="learned")',
+    }
 
     def __init__(self, images=None, min_active_units=1, min_rate_per_active_unit=0.1,
                  log_dir=None):
@@ -412,16 +426,16 @@ class CollapseAlarm(keras.callbacks.Callback):
         model = self.model
         rate = logs.get("val_rate", logs.get("rate"))
         beta = float(keras.ops.convert_to_numpy(model.beta))
+        spell = self.REMEDIES
         remedies = [
-            f"free bits (--free-bits 0.1, VAE(free_bits=0.1); now {model.free_bits:g})",
-            "a KL warm-up (--beta-schedule linear --warmup-steps 1000, "
-            "callbacks.BetaScheduler(schedules.LinearWarmup(1000)))",
+            f"free bits ({spell['free_bits']}; now {model.free_bits:g})",
+            f"a KL warm-up ({spell['warmup']})",
             f"a lower β (now {beta:g})",
         ]
         sigma = getattr(model.likelihood, "sigma", None)
         if isinstance(sigma, int | float):  # A fixed σ: β's meaning hinges on it.
-            remedies.append(f"a calibrated σ (--likelihood gaussian_optimal or "
-                            f"gaussian_learned) instead of the fixed σ = {sigma:g}")
+            remedies.append(f"a calibrated σ ({spell['sigma']}) instead of the fixed "
+                            f"σ = {sigma:g}")
         measured = (f"{active} of {model.latent_dim} latent dimensions active (threshold "
                     f"{self.min_active_units}), {per_unit:.3f} nats per active dimension "
                     f"(threshold {self.min_rate_per_active_unit:g})")
@@ -435,13 +449,17 @@ class CollapseAlarm(keras.callbacks.Callback):
     def _raise(self, epoch, active, per_unit, logs):
         text = self.message(epoch, active, per_unit, logs)
         self.alarms.append((epoch, text))
-        print(f"\nkeras-vae: warning: {text}", file=sys.stderr, flush=True)
+        self.warn(text)
         if self.log_dir is not None:
             writer = tf.summary.create_file_writer(self.log_dir)
             with writer.as_default(step=epoch):
                 tf.summary.text("alarms/posterior_collapse", text,
                                 description=describe("posterior_collapse"))
             writer.close()
+
+    def warn(self, text):
+        """Issues the alarm's `text` as a `PosteriorCollapseWarning`."""
+        warnings.warn(text, PosteriorCollapseWarning, stacklevel=2)
 
     def get_config(self):
         """Thresholds and log folder; the images are data, not configuration."""

@@ -1,12 +1,15 @@
 """The pipeline's own callbacks: the NaN stop that says where the last good
-model is, and the per-epoch saver of models and resume checkpoints."""
+model is, the per-epoch saver of models and resume checkpoints, and the
+collapse alarm in the command's words."""
 
 import math
+import sys
 import time
 
 import keras
 
 from keras_vae import callbacks as callbacks_lib
+from keras_vae import monitoring
 from pipelines import checkpoints
 from export import runfolder
 from pipelines import cli
@@ -29,6 +32,20 @@ class StopOnNaN(callbacks_lib.TerminateOnNonFinite):
             f"training stopped at epoch {self.epoch + 1}, step {step}: {key} became {value}; "
             f"{kept}; lower the learning rate (now {self.learning_rate:g}) or β"
         )
+
+
+class CollapseAlarm(monitoring.CollapseAlarm):
+    """`keras_vae.monitoring.CollapseAlarm` for `keras-vae train`: its remedies
+    named as flags, its warning one `keras-vae: warning:` paragraph on stderr."""
+
+    REMEDIES = {
+        "free_bits": "--free-bits 0.1",
+        "warmup": "--beta-schedule linear --warmup-steps 1000",
+        "sigma": "--likelihood gaussian_optimal or gaussian_learned",
+    }
+
+    def warn(self, text):
+        print(f"\nkeras-vae: warning: {text}", file=sys.stderr, flush=True)
 
 
 class SaveRun(keras.callbacks.Callback):

@@ -150,7 +150,8 @@ def train(config, verbose=1, callbacks=()):
     # The config is good: only now does the run folder appear, once it is
     # known to be writable and to have room for the run's models.
     files.check_writable(out, "run folder")
-    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints")
+    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints",
+                      "free some space or pass another --output-dir")
     fingerprint = runchecks.data_fingerprint(config)
     with lock.hold(out, "keras-vae train"):
         # Again, under the lock: another command may have written the run meanwhile.
@@ -212,7 +213,7 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
         train_images=_grid_images(config, sets, info),
     )
-    alarm = monitoring.CollapseAlarm(
+    alarm = callbacks_lib.CollapseAlarm(
         min_active_units=t["collapse_active_units"],
         min_rate_per_active_unit=t["collapse_rate_per_unit"], log_dir=out / runfolder.LOGS,
     )

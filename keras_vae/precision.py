@@ -176,5 +176,8 @@ def as_float32(model):
 
 
 def _layers(model):
-    for layer in model._flatten_layers(include_self=False):
+    """Every layer inside `model`, nested models' layers included, through
+    the public `Model.layers` (a plain layer has none)."""
+    for layer in getattr(model, "layers", ()):
         yield layer
+        yield from _layers(layer)

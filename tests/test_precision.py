@@ -190,3 +190,12 @@ def test_every_command_builds_its_model_in_the_requested_precision(digits):
     assert isinstance(built["autoencoder"], keras_vae.Autoencoder)
     assert keras_vae.build_autoencoder(SHAPE, 2, filters=(4,), precision="mixed_float16"
                                        ).precision == "mixed_float16"
+
+
+def test_precision_reads_nested_layers_through_public_keras_api(digits):
+    """`precision._layers` walks `Model.layers` recursively (no private Keras
+    attribute): a VAE's layers sit inside its encoder and decoder models."""
+    model = build(digits, "mixed_bfloat16")
+    names = {layer.name for layer in precision._layers(model)}
+    assert {"encoder", "decoder"} <= names
+    assert {layer.name for layer in model.decoder.layers} <= names

@@ -1,6 +1,7 @@
 """What the export stage shares and can check without importing TensorFlow.
 
-The run-folder layout, the error type and the cheap checks live here, so that
+The export folder's layout, the error type and the cheap checks live here
+(the run folder's are `export.runfolder`'s), so that
 `keras-vae export` refuses a wrong folder or format with a one-line error
 before paying the seconds that importing TensorFlow takes.
 """

@@ -22,6 +22,9 @@ Numbers are nats per image unless stated:
                                  a fixed batch (x axis: optimizer step)
     validation/active_units      an integer count (Burda et al. 2016)
     validation/rate_per_active_unit, validation/kl_per_dim (histogram)
+                                 on the fixed `images`; `train/...` instead
+                                 when they are training images
+                                 (`images_split="train"`: no validation split)
     images/held_out_reconstructions, images/train_reconstructions,
     images/samples, images/traversals
                                  labelled grids every `image_every` epochs
@@ -208,8 +211,8 @@ def custom_scalars_layout():
             chart("PSNR, dB — higher is better", both("psnr")),
         ]),
         layout_pb2.Category(title="Latent space and gradients", chart=[
-            chart("active units (count)", r"^validation/active_units$"),
-            chart("rate per active unit, nats", r"^validation/rate_per_active_unit$"),
+            chart("active units (count)", r"^(validation|train)/active_units$"),
+            chart("rate per active unit, nats", r"^(validation|train)/rate_per_active_unit$"),
             chart("gradient norms ‖∇distortion‖, ‖∇(β·rate)‖", r"^gradients/grad_norm_"),
             chart("‖∇(β·rate)‖ / ‖∇distortion‖", r"^gradients/grad_ratio$"),
         ]),
@@ -245,14 +248,22 @@ class VAETensorBoard(keras.callbacks.Callback):
             first GRADIENT_BATCH) and the pictures (the first GRID_COLUMNS).
         train_images: optional fixed training images, whose reconstructions
             are shown beside the held-out ones.
+        images_split: what `images` are, "validation" or "train" (a run
+            without a validation split): the group of the latent statistics'
+            tags (`<split>/active_units`, ...), so that no tag says
+            validation of numbers computed on training images.
         update_freq: steps between per-step summaries; 0 for epoch ends only.
         image_every: epochs between pictures; 0 for none.
         seed: fixes the prior samples shown, so epochs compare.
     """
 
     def __init__(self, log_dir, images, update_freq=50, image_every=1, seed=0,
-                 train_images=None):
+                 train_images=None, images_split="validation"):
         super().__init__()
+        if images_split not in ("validation", "train"):
+            raise ValueError(f"images_split must be 'validation' or 'train', got "
+                             f"{images_split!r}.")
+        self.images_split = images_split
         self.log_dir = str(log_dir)
         self.images = np.asarray(images, dtype="float32")
         self.train_images = None if train_images is None else np.asarray(train_images, "float32")
@@ -326,10 +337,11 @@ class VAETensorBoard(keras.callbacks.Callback):
             self._terms("train", logs)
             _scalar("train/learning_rate", self._learning_rate())
             self._terms("validation", logs, prefix="val_")
-            tf.summary.histogram("validation/kl_per_dim", stats["kl_per_dim"],
+            split = self.images_split
+            tf.summary.histogram(f"{split}/kl_per_dim", stats["kl_per_dim"],
                                  description=describe("kl_per_dim"))
-            _scalar("validation/active_units", active)
-            _scalar("validation/rate_per_active_unit", per_unit)
+            _scalar(f"{split}/active_units", active)
+            _scalar(f"{split}/rate_per_active_unit", per_unit)
             if self._image_epoch(epoch):
                 self._images(stats)
         self._gradient_norms(self._step())

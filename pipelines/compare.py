@@ -30,6 +30,7 @@ import keras_vae
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
+from keras_vae import plotting
 from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
@@ -42,9 +43,6 @@ DEFAULT_NAME = "paintings"
 #: Config keys (prefixes) that compare has no flag for: each objective sets its own.
 IGNORED_KEYS = ("beta.", "model.likelihood", "model.free_bits", "train.run_name",
                 "train.strategy", "train.image_every", "train.update_freq")
-#: Images of each split shown in the report's grids.
-GRID_IMAGES = 8
-
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
@@ -165,7 +163,7 @@ def run_objective(objective, config, sets, steps, folder, verbose=1):
     return result, model
 
 
-def datasets(config):
+def compared_sets(config):
     """{"train_views": fixed views of the training pictures, "held_out": the same
     views of the held-out pictures, "info"}."""
     _, val_ds, info = datasets_lib.from_config(config)
@@ -180,7 +178,7 @@ def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbos
     t = config["train"]
     folder = pathlib.Path(t["output_dir"]) / "compare" / name
     files.check_writable(folder, "report folder")  # Before training, not after.
-    sets = datasets(config)
+    sets = compared_sets(config)
     steps = steps or t["epochs"] * config_lib.steps_per_epoch(config, sets["info"].train_samples)
     results, models = {}, {}
     for i, objective in enumerate(objectives, 1):
@@ -188,7 +186,7 @@ def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbos
         results[objective.key], models[objective.key] = run_objective(
             objective, config, sets, steps, folder, verbose
         )
-    images = {split: next(iter(sets[split])).numpy()[:GRID_IMAGES]
+    images = {split: next(iter(sets[split])).numpy()[:plotting.GRID_COLUMNS]
               for split in ("train_views", "held_out")}
     report.write(folder, config, steps, objectives, results, models, images)
     say(f"Report: {folder / 'report.html'} (and report.md)")

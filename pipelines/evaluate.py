@@ -36,7 +36,6 @@ from export import lock
 from pipelines.flags import positive_int
 
 BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"
-GRID_IMAGES = 8  # Images per row of the comparison grids.
 
 
 def build_parser():
@@ -134,7 +133,7 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
                      budget | {"file": baseline_path.name})
     report["model"] = model
 
-    x = next(iter(eval_ds))[:GRID_IMAGES]
+    x = next(iter(eval_ds))[:plotting.GRID_COLUMNS]
     _save_grids(run_dir, x, vae, autoencoder, seed)
     files.write_json(run_dir / "eval.json", report)
     files.write_text(run_dir / "eval.md", markdown(report))
@@ -203,8 +202,8 @@ def _save_grids(run_dir, x, vae, autoencoder, seed):
         title="Reconstructions (posterior mean, no sampling)",
     )
     plotting.labelled_comparison(
-        [np.asarray(vae.sample(GRID_IMAGES, seed=seed)),
-         np.asarray(autoencoder.sample(GRID_IMAGES, seed=seed))],
+        [np.asarray(vae.sample(plotting.GRID_COLUMNS, seed=seed)),
+         np.asarray(autoencoder.sample(plotting.GRID_COLUMNS, seed=seed))],
         ["VAE", "autoencoder"],
         run_dir / "eval_samples.png",
         title="Decoded z ~ N(0, I)",

@@ -44,8 +44,6 @@ from export import runfolder
 from pipelines import train as train_lib
 
 DEFAULT_BETAS = "0,0.1,0.3,1,3"
-#: Validation images shown per row of reconstructions.png.
-NUM_RECONSTRUCTIONS = 8
 #: Config keys the sweep sets for each run: they have no flag here.
 SWEPT_KEYS = ("train.run_name", "model.latent_dim")
 METRICS = tuple(runfolder.METRIC_NAMES)
@@ -231,7 +229,7 @@ def write_tables(folder, results):
     files.write_text(folder / "results.md", "\n".join(lines) + "\n")
 
 
-def validation_images(config, count=NUM_RECONSTRUCTIONS):
+def validation_images(config, count=plotting.GRID_COLUMNS):
     """The first `count` validation images of `config`'s data, [N, H, W, C]."""
     _, val_ds, _ = datasets.from_config(config, batch_size=count)
     return next(iter(val_ds)).numpy()

@@ -24,7 +24,7 @@ from keras_vae import plotting
 from keras_vae import precision as precision_lib
 from keras_vae import monitoring
 from pipelines import beta as beta_lib
-from pipelines import callbacks as callbacks_lib
+from pipelines import runcallbacks
 from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
@@ -205,15 +205,16 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
         say(f"Training into {out}")
     validation = sets.get("validation")
     controller = beta_cb if beta_lib.entry(config["beta"]["schedule"]).controller else None
-    saver = callbacks_lib.SaveRun(out, "val_elbo" if validation else "elbo", state, controller,
+    saver = runcallbacks.SaveRun(out, "val_elbo" if validation else "elbo", state, controller,
                                   fingerprint=state["data_fingerprint"])
     board = monitoring.VAETensorBoard(
         out / runfolder.LOGS,
         datasets.first_images((validation or sets["train"])[2], SUMMARY_IMAGES),
         update_freq=t["update_freq"], image_every=t["image_every"], seed=t["seed"],
         train_images=_grid_images(config, sets, info),
+        images_split="validation" if validation else "train",
     )
-    alarm = callbacks_lib.CollapseAlarm(
+    alarm = runcallbacks.CollapseAlarm(
         min_active_units=t["collapse_active_units"],
         min_rate_per_active_unit=t["collapse_rate_per_unit"], log_dir=out / runfolder.LOGS,
     )
@@ -234,7 +235,7 @@ def _fit(config, model, sets, info, state, out, say, verbose, callbacks):
                 # The saver goes after the board, whose pictures draw from the
                 # model's seed generator: the checkpoint holds the state after them.
                 # The alarm reads the active units the board adds to the logs.
-                callbacks=[callbacks_lib.StopOnNaN(out, t["learning_rate"]), beta_cb, board,
+                callbacks=[runcallbacks.StopOnNonFinite(out, t["learning_rate"]), beta_cb, board,
                            alarm, saver, *callbacks],
             )
     finally:

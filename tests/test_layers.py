@@ -137,7 +137,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 def test_the_library_speaks_python_not_cli():
     """No message of keras_vae/ (its strings, docstrings aside) writes
     "keras-vae:" or names a command-line `--flag`: a notebook user has
-    neither; the pipelines translate (e.g. `pipelines.callbacks.CollapseAlarm`)."""
+    neither; the pipelines translate (e.g. `pipelines.runcallbacks.CollapseAlarm`)."""
     wrong = []
     for path in sorted((REPO / "keras_vae").rglob("*.py")):
         if path.name in SPEAKS_CLI_STILL:

@@ -127,6 +127,23 @@ def test_image_grids_are_labelled_enlarged_and_cover_train_and_held_out(logged):
     assert int(height) >= 2 * 64 and int(width) > 8 * 64  # 8×8 digits enlarged, plus labels.
 
 
+def test_without_a_validation_split_no_tag_says_validation(tmp_path, digits):
+    """Latent statistics on training images are tagged train/..., not validation/..."""
+    keras.utils.set_random_seed(0)
+    model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=2, filters=(4,), seed=0)
+    model.compile(optimizer="adam")
+    board = monitoring.VAETensorBoard(tmp_path, digits[:64], update_freq=0, image_every=0,
+                                      images_split="train")
+    model.fit(digits[:64], batch_size=32, epochs=1, callbacks=[board], verbose=0)
+    provider, ctx = _provider(tmp_path)
+    tags = set(provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")["."])
+    tags |= set(provider.list_tensors(ctx, experiment_id="", plugin_name="histograms")["."])
+    assert {"train/active_units", "train/rate_per_active_unit", "train/kl_per_dim"} <= tags
+    assert not [tag for tag in tags if tag.startswith("validation/")]
+    with pytest.raises(ValueError, match="images_split"):
+        monitoring.VAETensorBoard(tmp_path, digits[:8], images_split="held_out")
+
+
 def _alarm_texts(logdir):
     provider, ctx = _provider(logdir)
     texts = provider.list_tensors(ctx, experiment_id="", plugin_name="text")

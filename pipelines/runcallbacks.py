@@ -1,6 +1,7 @@
-"""The pipeline's own callbacks: the NaN stop that says where the last good
-model is, the per-epoch saver of models and resume checkpoints, and the
-collapse alarm in the command's words."""
+"""The callbacks of a `keras-vae train` run (`keras_vae.callbacks` holds the
+library's): the stop on a non-finite loss that says where the last good model
+is, the per-epoch saver of models and resume checkpoints, and the collapse
+alarm in the command's words."""
 
 import math
 import sys
@@ -15,8 +16,9 @@ from export import runfolder
 from pipelines import cli
 
 
-class StopOnNaN(callbacks_lib.TerminateOnNonFinite):
-    """`VAE.fit`'s NaN stop, whose one-line error also says where the last good model is."""
+class StopOnNonFinite(callbacks_lib.TerminateOnNonFinite):
+    """`VAE.fit`'s stop on a NaN or ±inf loss or metric, whose one-line error
+    also says where the last good model is."""
 
     def __init__(self, folder, learning_rate):
         super().__init__()

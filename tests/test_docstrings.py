@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 MODULES = (
-    "keras_vae.autoencoder", "keras_vae.callbacks", "keras_vae.models", "keras_vae.schedules",
-    "keras_vae.vae",
+    "keras_vae.autoencoder", "keras_vae.callbacks", "keras_vae.glossary", "keras_vae.models",
+    "keras_vae.schedules", "keras_vae.vae",
     "pipelines.beta", "pipelines.config", "pipelines.datasets", "pipelines.flags",
     "pipelines.markdown", "export.runfolder", "pipelines.schema",
 )

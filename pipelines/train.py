@@ -134,36 +134,14 @@ def train(config, verbose=1, callbacks=()):
     if _finished(config, folder, say):  # Before the data: a finished run returns at once.
         lock.tidy(folder, "keras-vae train")
         return folder
-    memory.check(config)
     chief = distribution.is_chief(strategy)
     out = folder if chief else distribution.worker_dir(strategy, folder.name)
-    # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
-    keras.utils.set_random_seed(t["seed"])
-    sets, info = _datasets(config, strategy)
-    precision = precision_lib.resolve(t["precision"])
-    say(f"Precision: {precision.policy} ({precision.reason}; CPU flags: "
-        f"{', '.join(precision.cpu_flags) or 'none of note'}; GPUs: "
-        f"{', '.join(precision.gpus) or 'none'})")
-    _, beta0 = beta_lib.callback(config["beta"])
-    with strategy.scope():
-        model = _build(config, info, beta0, precision.policy)
-    # The config is good: only now does the run folder appear, once it is
-    # known to be writable and to have room for the run's models.
-    files.check_writable(out, "run folder")
-    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints",
-                      "free some space or pass another --output-dir")
-    fingerprint = runchecks.data_fingerprint(config)
+    model, sets, info, precision = _setup(config, strategy, out, say)
     with lock.hold(out, "keras-vae train"):
         # Again, under the lock: another command may have written the run meanwhile.
         if _finished(config, folder, say):
             return folder
-        with strategy.scope():
-            state = checkpoints.restore_checkpoint(
-                model, out / runfolder.CHECKPOINTS, sets["train"][1],
-                remedy=f"delete {folder} to start over, or pass another --run-name",
-                check_state=runchecks.data_check(config, fingerprint),
-            )
-        state["data_fingerprint"] = fingerprint
+        state = _resume(config, strategy, model, sets, folder, out)
         if chief:
             config_lib.dump_toml(config, folder / runfolder.CONFIG)
         saver, board = _fit(config, model, sets, info, state, out, say, verbose, callbacks)
@@ -176,6 +154,44 @@ def train(config, verbose=1, callbacks=()):
         shutil.rmtree(out, ignore_errors=True)
     say(f"Finished: {folder}")
     return folder
+
+
+def _setup(config, strategy, out, say):
+    """(model, sets, info, precision): the memory check, the seeded data, the
+    resolved precision (said) and the compiled model, then the checks that
+    the run folder `out` is writable and has room for the run's models. The
+    config is good once this returns: only then does the run folder appear."""
+    t = config["train"]
+    memory.check(config)
+    # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
+    keras.utils.set_random_seed(t["seed"])
+    sets, info = _datasets(config, strategy)
+    precision = precision_lib.resolve(t["precision"])
+    say(f"Precision: {precision.policy} ({precision.reason}; CPU flags: "
+        f"{', '.join(precision.cpu_flags) or 'none of note'}; GPUs: "
+        f"{', '.join(precision.gpus) or 'none'})")
+    _, beta0 = beta_lib.callback(config["beta"])
+    with strategy.scope():
+        model = _build(config, info, beta0, precision.policy)
+    files.check_writable(out, "run folder")
+    files.check_space(out, _bytes_needed(model), "the run's models and checkpoints",
+                      "free some space or pass another --output-dir")
+    return model, sets, info, precision
+
+
+def _resume(config, strategy, model, sets, folder, out):
+    """The state of the newest valid checkpoint in `out`, restored into
+    `model` ({} for a new run), with the data fingerprint the run trains on:
+    a checkpoint of another split is refused."""
+    fingerprint = runchecks.data_fingerprint(config)
+    with strategy.scope():
+        state = checkpoints.restore_checkpoint(
+            model, out / runfolder.CHECKPOINTS, sets["train"][1],
+            remedy=f"delete {folder} to start over, or pass another --run-name",
+            check_state=runchecks.data_check(config, fingerprint),
+        )
+    state["data_fingerprint"] = fingerprint
+    return state
 
 
 def _finished(config, folder, say):

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 
 import keras_vae
+from keras_vae import likelihoods
 from export import common
 from export.common import one_line
-from keras_vae import likelihoods
 from export.runfolder import sha256
 
 FORMAT_VERSION = 1

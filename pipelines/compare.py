@@ -31,13 +31,13 @@ from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
 from keras_vae import plotting
+from export import runfolder
 from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import datasets as datasets_lib
 from pipelines import flags
 from pipelines import report
-from export import runfolder
 
 DEFAULT_NAME = "paintings"
 #: Config keys (prefixes) that compare has no flag for: each objective sets its own.

@@ -25,14 +25,14 @@ from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
 from keras_vae import plotting
+from export import runfolder
+from export import lock
 from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import markdown as markdown_lib
-from export import runfolder
 from pipelines import flags
-from export import lock
 from pipelines.flags import positive_int
 
 BASELINE = "baseline_autoencoder-{epochs}x{steps}.keras"

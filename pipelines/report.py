@@ -22,8 +22,8 @@ import numpy as np
 from keras_vae import diagnostics
 from keras_vae import files
 from keras_vae import plotting
-from pipelines import markdown as markdown_lib
 from export import runfolder
+from pipelines import markdown as markdown_lib
 
 SPLITS = {"train": "training views", "held_out": "held-out views"}
 #: Traversal values, in prior standard deviations, and dimensions shown.

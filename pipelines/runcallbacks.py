@@ -11,8 +11,8 @@ import keras
 
 from keras_vae import callbacks as callbacks_lib
 from keras_vae import monitoring
-from pipelines import checkpoints
 from export import runfolder
+from pipelines import checkpoints
 from pipelines import cli
 
 

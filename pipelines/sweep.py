@@ -35,12 +35,12 @@ from tensorboard.plugins.hparams import api as hp
 from keras_vae import files
 from keras_vae import monitoring
 from keras_vae import plotting
+from export import runfolder
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import flags
 from pipelines import markdown
-from export import runfolder
 from pipelines import train as train_lib
 
 DEFAULT_BETAS = "0,0.1,0.3,1,3"

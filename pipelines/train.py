@@ -23,18 +23,18 @@ from keras_vae import files
 from keras_vae import plotting
 from keras_vae import precision as precision_lib
 from keras_vae import monitoring
+from export import lock
+from export import runfolder
 from pipelines import beta as beta_lib
-from pipelines import runcallbacks
 from pipelines import checkpoints
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import datasets
 from pipelines import distribution
 from pipelines import flags
-from export import lock
 from pipelines import memory
+from pipelines import runcallbacks
 from pipelines import runchecks
-from export import runfolder
 
 #: Validation images kept for TensorBoard's latent statistics and pictures.
 SUMMARY_IMAGES = memory.SUMMARY_IMAGES

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from export import runfolder
 from pipelines import beta as beta_lib
 from pipelines import config as config_lib
-from export import runfolder
 from pipelines import cli
 from pipelines import train as train_lib
 

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import keras_vae
-from export import export_run
 from keras_vae import evaluation, precision
+from export import export_run
 
 SHAPE = (8, 8, 1)
 #: How far bfloat16 networks may move the reported nats from float32 on the

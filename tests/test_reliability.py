@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from keras_vae import files
+from export import runfolder
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import evaluate as evaluate_lib
-from export import runfolder
 from pipelines import sweep as sweep_lib
 from pipelines import train as train_lib
 
@@ -126,8 +126,8 @@ def test_interrupted_at_many_points_resumes_exactly(tmp_path, reference, monkeyp
 
 KILL_INSIDE_CHECKPOINT = """
 import os, signal
-import pipelines
 from keras_vae import files
+import pipelines
 from pipelines import config, train
 
 sync = files._sync

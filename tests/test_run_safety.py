@@ -22,12 +22,12 @@ from PIL import Image
 
 from export import exporter
 from export import web_page
+from export import runfolder
 from pipelines import cli
 from pipelines import config as config_lib
 from pipelines import evaluate as evaluate_lib
 from pipelines import flags as pipeline_flags
 from pipelines import memory
-from export import runfolder
 from pipelines import train as train_lib
 
 from test_reliability import TINY_FLAGS

@@ -23,9 +23,9 @@ from export import export_run
 from export import manifest as manifest_lib
 from export import verify
 from export import web_page
+from export import runfolder
 from pipelines import cli
 from pipelines import exportcmd
-from export import runfolder
 
 from test_export import REPO, decode
 

@@ -378,10 +378,34 @@ def machine():
 
 
 def run(settings, log=print):
-    """Measures everything; returns (rows, extras) for the report."""
-    rng = np.random.default_rng(0)
+    """Measures everything; returns (rows, extras) for the report: one row
+    per variant (`_row`), and the matmul peaks, the validation ELBOs, the
+    input pipelines and the load averages."""
     loads = [load_average()]
     warm_up_tensorflow()
+    variants = _warm_up(settings, log)
+    timed, peaks = _time(variants, settings, log, loads)
+    peak = {dtype: statistics.median(values) for dtype, values in peaks.items()}
+    rows = [_row(v, peak, len(v.rates) if v in timed else 0) for v in variants]
+    if settings.memory:
+        _measure_memory(rows, variants, settings, log)
+    elbos = []
+    if settings.elbo_steps:
+        arch = settings.architectures[-1]
+        log(f"validation ELBO after {settings.elbo_steps} steps, {arch.name}")
+        elbos = elbo_runs(arch, settings.elbo_steps, settings.elbo_batch_size,
+                          scored_in=settings.scored_in)
+        loads.append(load_average())
+    pipelines, live = _input_pipelines(settings, log)
+    extras = {"matmul_gflops": peak, "matmul_all": peaks, "pipelines": pipelines, "live": live,
+              "elbo": elbos}
+    return rows, extras | {"load_averages": loads + [load_average()]}
+
+
+def _warm_up(settings, log):
+    """Every variant of `settings`, built and warmed up (its first steps
+    timed); a variant slower than SLOW_STEPS timing lengths a step keeps its
+    warm-up rate and is not timed in the rounds."""
     variants = []
     for arch in settings.architectures:
         images = cached_images(arch)
@@ -396,12 +420,19 @@ def run(settings, log=print):
                     variants.append(
                         Variant(arch, implementation, precision, batch_size, jit_compile, dataset)
                     )
-
     for v in variants:
         if v.step_s > SLOW_STEPS * settings.seconds:
             log(f"{v.arch.name} {v.label} batch {v.batch_size} xla={v.jit_compile}: "
                 f"{v.step_s:.1f} s a step, timed by its warm-up only")
             v.rates.append(v.batch_size / v.step_s)
+    return variants
+
+
+def _time(variants, settings, log, loads):
+    """(the variants timed, {dtype: [matmul GFLOP/s of each round]}): each
+    round times every variant once in a seeded random order, then the matmul
+    peak of each dtype; `loads` gets the load average after each round."""
+    rng = np.random.default_rng(0)
     timed = [v for v in variants if not v.rates]
     dtypes = sorted({PEAK_DTYPES[v.policy] for v in variants} | {"float32", "bfloat16"})
     peaks = {dtype: [] for dtype in dtypes}
@@ -412,52 +443,53 @@ def run(settings, log=print):
         for dtype in dtypes:
             peaks[dtype].append(matmul_gflops(dtype))
         loads.append(load_average())
-    peak = {dtype: statistics.median(values) for dtype, values in peaks.items()}
+    return timed, peaks
 
-    rows = []
-    for v in variants:
-        flops = training_flops(v.model)
-        dtype = PEAK_DTYPES[v.policy]
-        rows.append({
-            "architecture": v.arch.name,
-            "implementation": v.implementation,
-            "precision": v.precision,
-            "policy": v.policy,
-            "batch_size": v.batch_size,
-            "xla": v.jit_compile,
-            "images_per_s": round(v.images_per_s, 1),
-            "images_per_s_min": round(min(v.rates), 1),
-            "images_per_s_max": round(max(v.rates), 1),
-            "gflops_per_image": round(flops / 1e9, 4),
-            "achieved_gflops": round(flops * v.images_per_s / 1e9, 2),
-            "peak_dtype": dtype,
-            "percent_of_peak": round(100 * flops * v.images_per_s / 1e9 / peak[dtype], 1),
-            "first_step_s": round(v.first_step_s, 2),
-            "timed_rounds": len(v.rates) if v in timed else 0,
-            "peak_mib": None,
-            "before_fit_mib": None,
-        })
 
-    if settings.memory:
-        measured = [
-            (row, v.arch) for row, v in zip(rows, variants)
-            if v.batch_size == settings.batch_sizes[-1] and not v.jit_compile
-        ]
-        log(f"peak memory of {len(measured)} training processes")
-        jobs = [(arch, row["implementation"], row["precision"], row["batch_size"], row["xla"])
-                for row, arch in measured]
-        for (row, _), memory in zip(measured, peak_memory(jobs)):
-            row["peak_mib"] = round(memory["peak_mib"])
-            row["before_fit_mib"] = round(memory["before_fit_mib"])
+def _row(v, peak, timed_rounds):
+    """The report's row of variant `v`: images/s (median, min, max), FLOPs
+    and the share of the matmul `peak` of its dtype (GFLOP/s), first step."""
+    flops = training_flops(v.model)
+    dtype = PEAK_DTYPES[v.policy]
+    return {
+        "architecture": v.arch.name,
+        "implementation": v.implementation,
+        "precision": v.precision,
+        "policy": v.policy,
+        "batch_size": v.batch_size,
+        "xla": v.jit_compile,
+        "images_per_s": round(v.images_per_s, 1),
+        "images_per_s_min": round(min(v.rates), 1),
+        "images_per_s_max": round(max(v.rates), 1),
+        "gflops_per_image": round(flops / 1e9, 4),
+        "achieved_gflops": round(flops * v.images_per_s / 1e9, 2),
+        "peak_dtype": dtype,
+        "percent_of_peak": round(100 * flops * v.images_per_s / 1e9 / peak[dtype], 1),
+        "first_step_s": round(v.first_step_s, 2),
+        "timed_rounds": timed_rounds,
+        "peak_mib": None,
+        "before_fit_mib": None,
+    }
 
-    elbos = []
-    if settings.elbo_steps:
-        arch = settings.architectures[-1]
-        log(f"validation ELBO after {settings.elbo_steps} steps, {arch.name}")
-        elbos = elbo_runs(arch, settings.elbo_steps, settings.elbo_batch_size,
-                          scored_in=settings.scored_in)
-        loads.append(load_average())
 
+def _measure_memory(rows, variants, settings, log):
+    """Fills "peak_mib" and "before_fit_mib" of the rows at the largest batch,
+    uncompiled, from fresh training processes (`peak_memory`)."""
+    measured = [
+        (row, v.arch) for row, v in zip(rows, variants)
+        if v.batch_size == settings.batch_sizes[-1] and not v.jit_compile
+    ]
+    log(f"peak memory of {len(measured)} training processes")
+    jobs = [(arch, row["implementation"], row["precision"], row["batch_size"], row["xla"])
+            for row, arch in measured]
+    for (row, _), memory in zip(measured, peak_memory(jobs)):
+        row["peak_mib"] = round(memory["peak_mib"])
+        row["before_fit_mib"] = round(memory["before_fit_mib"])
+
+
+def _input_pipelines(settings, log):
+    """(images/s of each embedded set's input pipeline alone, the live
+    pipeline against cached batches of each architecture)."""
     log("input pipelines")
     pipelines = [
         (source, size, channels,
@@ -472,6 +504,4 @@ def run(settings, log=print):
         live.append((arch.name, batch_size) + live_over_cached(
             arch, batch_size, settings.seconds, settings.rounds
         ))
-    extras = {"matmul_gflops": peak, "matmul_all": peaks, "pipelines": pipelines, "live": live,
-              "elbo": elbos}
-    return rows, extras | {"load_averages": loads + [load_average()]}
+    return pipelines, live

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_vae import arrays
 from keras_vae import data
 
 
@@ -295,9 +296,7 @@ def test_vendored_fashion_mnist(monkeypatch, tmp_path):
         data.DATASETS_DIR / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
     )
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
-    monkeypatch.setattr(
-        data, "DEBIAN_FASHION_MNIST", tmp_path
-    )  # Not installed.
+    monkeypatch.setattr(arrays, "DEBIAN_FASHION_MNIST", tmp_path)  # Not installed.
     _, _, info = data.make_datasets("fashion-mnist", image_size=28, channels=1)
     assert (info.num_train, info.num_val) == (9000, 1000)
 

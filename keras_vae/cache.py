@@ -1,0 +1,261 @@
+"""A folder prepared once: its pictures decoded, resized and stored as uint8; no TensorFlow.
+
+A prepared folder is a folder `<cache_dir>/<key>/` of two files:
+`pixels.u8`, one fixed-size record (H, W, C) of uint8 per usable picture in
+the listing's order, raw (so `np.memmap(path, np.uint8, "r")` reads it), and
+`index.json`: the record shape, each picture's file and (height, width) in
+px, the skipped files and why. The key hashes what the pixels depend on:
+every file's path, size and mtime, the image size, channels and crop policy,
+so a changed folder is prepared again and an unchanged one is reused by
+every later run. Records are read with `pread` (`Prepared.read`), so a run's
+memory holds only the batches in flight, whatever the folder's size.
+
+Preparing writes into a hidden temporary folder `.<key>.<host>.<pid>.tmp`,
+syncs it and renames it into place: a killed preparation leaves no folder
+named by a key, and the next preparation deletes what a dead process left.
+"""
+
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import socket
+import sys
+import time
+import weakref
+
+import numpy as np
+
+from keras_vae import files as files_lib
+from keras_vae import images
+
+FORMAT = 1  # Raised when the layout or the decoding changes: old caches are ignored.
+INDEX = "index.json"
+PIXELS = "pixels.u8"
+MARGIN_BYTES = 64 * 2**20  # Left free on the disk beyond the cache's own size.
+PROGRESS_FILES = 200  # Show a progress bar when preparing more files.
+
+
+def default_dir():
+    """`$XDG_CACHE_HOME/keras-vae`, else `~/.cache/keras-vae`."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # The XDG spec ignores relative paths.
+        base = pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "keras-vae"
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How pictures are decoded: center squares of `image_size` px, or (with
+    `image_size` None) whole, their longer side capped at `max_side` px and
+    padded to max_side × max_side; `channels` 1 or 3."""
+
+    image_size: int | None
+    max_side: int
+    channels: int
+
+    @property
+    def record_shape(self):
+        side = self.image_size or self.max_side
+        return (side, side, self.channels)
+
+    def key(self, listing):
+        """The hex digest of what the pixels depend on."""
+        entries = [[f.relative_to(listing.folder).as_posix(), size, mtime]
+                   for f, (size, mtime) in zip(listing.files, listing.stats)]
+        what = {"format": FORMAT, **dataclasses.asdict(self), "files": entries}
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+
+
+class Prepared:
+    """A prepared folder open for reading: `count` pictures, `sizes` (N, 2)
+    in px, `files` (paths relative to the folder), `skipped` [(path, reason)],
+    `record_shape` (H, W, C); `read(indices)` reads records."""
+
+    def __init__(self, path, index):
+        self.path = pathlib.Path(path)
+        self.count = index["count"]
+        self.record_shape = tuple(index["record_shape"])
+        self.sizes = np.array(index["sizes"], np.int32).reshape(-1, 2)
+        self.files = index["files"]
+        self.skipped = [tuple(s) for s in index["skipped"]]
+        self._record = int(np.prod(self.record_shape))
+        self._fd = os.open(self.path / PIXELS, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def read(self, indices):
+        """uint8 records (len(indices), H, W, C) of the pictures `indices`."""
+        indices = np.asarray(indices).reshape(-1)
+        out = np.empty((len(indices), *self.record_shape), np.uint8)
+        for row, i in zip(out, indices):
+            got = os.preadv(self._fd, [row], int(i) * self._record)
+            if got != self._record:
+                raise OSError(errno.EIO, f"{str(self.path / PIXELS)!r} is shorter than its "
+                              "index says: delete the folder and rerun")
+        return out
+
+
+def open_or_prepare(listing, spec, cache_dir=None, quiet=False):
+    """The `Prepared` cache of `listing` decoded as `spec`, prepared now unless
+    a trusted one exists under `cache_dir` (default `default_dir()`).
+
+    Returns None, after one warning line, when the cache cannot be written
+    (a full disk, a read-only folder): the caller then streams the folder
+    uncached; nothing half-written is kept. Raises `DataError` when no file
+    of the folder is a usable picture.
+    """
+    root = pathlib.Path(cache_dir) if cache_dir else default_dir()
+    key = spec.key(listing)
+    path = root / key
+    prepared = _open(path, key)
+    if prepared is not None:
+        return prepared
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temps(root)
+        record = int(np.prod(spec.record_shape))
+        files_lib.check_space(root, record * len(listing.files) + MARGIN_BYTES,
+                              f"the prepared pictures of {str(listing.folder)!r}",
+                              remedy="free some space or pass another --cache-dir")
+        temp = root / f".{key}.{socket.gethostname()}.{os.getpid()}.tmp"
+        try:
+            _write(temp, listing, spec, key, quiet)
+            try:
+                os.rename(temp, path)
+            except OSError:  # Another process prepared the same folder first.
+                shutil.rmtree(temp, ignore_errors=True)
+            _sync(root)
+        except BaseException as error:
+            shutil.rmtree(temp, ignore_errors=True)
+            files_lib.raise_write_error(error, root)
+            raise
+    except OSError as error:
+        images.warn_once(f"Not caching the decoded pictures ({files_lib.describe(error)}): "
+                         "streaming from the folder, decoding every epoch; free some space, "
+                         "pass another --cache-dir or --cache false")
+        return None
+    return _open(path, key)
+
+
+def _open(path, key):
+    """The prepared folder at `path` if its index and size check out; an
+    untrustworthy one (format, key or size wrong) is deleted."""
+    try:
+        index = json.loads((path / INDEX).read_text())
+        record = int(np.prod(index["record_shape"]))
+        trusted = (index["format"] == FORMAT and index["key"] == key
+                   and len(index["sizes"]) == len(index["files"]) == index["count"]
+                   and (path / PIXELS).stat().st_size == record * index["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        trusted = False
+    if not trusted:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        return None
+    return Prepared(path, index)
+
+
+def _write(temp, listing, spec, key, quiet):
+    """Decodes the listing into the folder `temp`: pixels.u8, then index.json."""
+    temp.mkdir()
+    sizes, kept, skipped = [], [], []
+    record = np.zeros(spec.record_shape, np.uint8)
+    progress = _Progress(len(listing.files), listing.folder, temp.parent, spec,
+                         quiet or len(listing.files) < PROGRESS_FILES)
+    with open(temp / PIXELS, "wb") as out:
+        decoded = images.decode_files(listing.files, spec.image_size, spec.channels,
+                                      spec.max_side)
+        for file, (picture, reason) in zip(listing.files, decoded):
+            name = file.relative_to(listing.folder).as_posix()
+            if picture is None:
+                skipped.append((name, reason))
+            else:
+                height, width = picture.shape[:2]
+                if picture.shape != record.shape:
+                    record[:] = 0
+                    record[:height, :width] = picture
+                    picture = record
+                out.write(np.ascontiguousarray(picture).data)
+                sizes.append((height, width))
+                kept.append(name)
+            progress.step()
+        out.flush()
+        os.fsync(out.fileno())
+    progress.done()
+    if not kept:
+        raise images.no_images(listing.folder)
+    files_lib.write_json(temp / INDEX, {
+        "format": FORMAT, "key": key, "folder": str(listing.folder.absolute()),
+        "record_shape": list(spec.record_shape), "count": len(kept), "files": kept,
+        "sizes": sizes, "skipped": skipped, "seconds": round(progress.elapsed(), 1),
+    }, indent=None)
+
+
+def _remove_dead_temps(root):
+    """Deletes the temporary folders of this host's preparations whose process
+    is gone (killed); another host's, or a live process's, are left alone."""
+    host = socket.gethostname()
+    for temp in root.glob(".*.tmp"):
+        parts = temp.name.split(".")  # "", key, host..., pid, "tmp"
+        if len(parts) < 5 or ".".join(parts[2:-2]) != host or not parts[-2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[-2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(temp, ignore_errors=True)
+        except OSError:  # Alive, another user's.
+            pass
+
+
+def _sync(folder):
+    """fsync a folder: its entry list holds the rename."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Progress:
+    """A one-line progress bar with the rate and an ETA on stderr: redrawn on
+    a terminal, a line every LOG_SECONDS otherwise."""
+
+    LOG_SECONDS = 10
+
+    def __init__(self, total, folder, root, spec, quiet):
+        self.total, self.count, self.quiet = total, 0, quiet
+        self.start = self.shown = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        size = total * int(np.prod(spec.record_shape))
+        self._print(f"Preparing {total:,} pictures of {str(folder)!r} once "
+                    f"({spec.record_shape[0]} px, up to {size / 1e6:,.0f} MB in {str(root)!r}; "
+                    "later runs reuse them)\n")
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def step(self):
+        self.count += 1
+        now = time.monotonic()
+        if now - self.shown >= (0.5 if self.tty else self.LOG_SECONDS):
+            self.shown = now
+            self._print(self._line() + ("\r" if self.tty else "\n"))
+
+    def done(self):
+        self._print(self._line() + "\n")
+
+    def _line(self):
+        rate = self.count / max(self.elapsed(), 1e-9)
+        left = (self.total - self.count) / rate if rate else 0
+        filled = int(30 * self.count / max(self.total, 1))
+        return (f"[{'=' * filled}{'.' * (30 - filled)}] {self.count:,}/{self.total:,} "
+                f"{rate:,.0f} img/s, " + (f"ETA {left:.0f} s" if self.count < self.total
+                                          else f"{self.elapsed():.1f} s"))
+
+    def _print(self, text):
+        if not self.quiet:
+            sys.stderr.write(text)
+            sys.stderr.flush()

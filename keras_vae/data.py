@@ -199,9 +199,9 @@ def _batches(pictures, indices, image_size, channels, batch_size, seed=None):
     if seed is not None:
         ds = ds.shuffle(len(indices), seed=seed)
     if pictures.decode is not None:
-        ds = (ds.map(pictures.decode, num_parallel_calls=tf.data.AUTOTUNE)
-              .filter(lambda square, usable: usable).map(lambda square, usable: square)
-              .batch(batch_size))
+        ds = ds.map(pictures.decode, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.filter(lambda _, usable: usable)
+        ds = ds.map(lambda square, _: square).batch(batch_size)
     else:
         ds = ds.batch(batch_size).map(pictures.read, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.map(lambda x: _finish(x, image_size, channels),

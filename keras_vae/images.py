@@ -143,8 +143,8 @@ def load_image(path, image_size=None, channels=3, max_side=None):
         if target:
             image.draft(None, (target, target))  # JPEG: decode at 1/2..1/8.
         if image.width * image.height > MAX_PIXELS:
-            raise TooLarge(f"{image.width * image.height / 1e6:.0f} Mpx, over the "
-                           f"{MAX_PIXELS / 1e6:.0f} Mpx limit")
+            raise TooLarge(f"{image.width}×{image.height} px, over the limit of "
+                           f"{MAX_PIXELS:,} pixels")
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):  # "I;16*" or "I": 0..65535.

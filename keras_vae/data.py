@@ -1,13 +1,12 @@
 """Image data for the VAE as `tf.data` pipelines: a folder, an array or an embedded set.
 
 A folder is listed (`keras_vae.images.scan`), prepared once into a cache of
-decoded uint8 pictures (`keras_vae.cache`) and streamed from it: a run holds
-the batches in flight, not the folder. Without a cache (`cache=False`, or
-one that cannot be written) pictures are decoded as they are needed. Arrays
-and the embedded array sets are held in memory. The pipelines cut square
-views out of the pictures (the center square, or random squares at several
-scales), resize them to `image_size` and yield float32 batches
-(N, H, W, C) in [0, 1]: images only, no labels.
+decoded uint8 pictures (`keras_vae.cache`) and streamed from it, a batch of
+records at a time: a run holds the batches in flight, not the folder.
+`keras_vae.sources` says where each source's pictures come from. The
+pipelines here cut square views out of them (the center square, or random
+squares at several scales), resize them to `image_size` and yield float32
+batches (N, H, W, C) in [0, 1]: images only, no labels.
 """
 
 import dataclasses
@@ -16,15 +15,12 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import cache as cache_lib
-from keras_vae import images as images_lib
-from keras_vae.arrays import ARRAY_SETS, DATASETS_DIR, EMBEDDED, DataError  # noqa: F401
-from keras_vae.arrays import as_uint8_images, read_idx  # noqa: F401
+# The names this module offered before decoding moved out of it.
+from keras_vae.arrays import DATASETS_DIR, EMBEDDED, DataError, read_idx  # noqa: F401
 from keras_vae.images import IMAGE_EXTENSIONS, image_files, load_image  # noqa: F401
 from keras_vae.images import load_image_folder  # noqa: F401
+from keras_vae.sources import MAX_SIDE, SMALL_FOLDER, pictures as _pictures  # noqa: F401
 
-SMALL_FOLDER = 100  # Folders with fewer image files default to random crops.
-MAX_SIDE = 256  # px; least cap on the longer side of pictures kept whole.
 EPOCH_VIEWS = 1024  # Random crops per epoch when `crops_per_image` is None.
 CROP_SCALES = (0.25, 1.0)  # Random crop side / the picture's shorter side.
 FIXED_VIEWS = 5  # Squares per picture in the fixed views (see `_fixed_boxes`).
@@ -51,21 +47,6 @@ class DataInfo:
     cache: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pictures:
-    """A source's pictures: `read(indices)` gives their uint8 records
-    (k, H, W, C) as a tensor, each padded to the largest; `sizes` (N, 2) their
-    (height, width) in px. A folder streamed uncached has `decode` instead,
-    (index) -> (square, usable?), since a broken file shows only then."""
-
-    name: str
-    sizes: np.ndarray
-    random_crops: bool
-    read: object = None
-    decode: object = None
-    cache: str | None = None
-
-
 def split_indices(n, validation_split=0.1, seed=0):
     """Splits range(n) into (train, validation) indices, fixed by seed.
 
@@ -85,94 +66,6 @@ def split_indices(n, validation_split=0.1, seed=0):
         )
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[num_val:]), order[:num_val]
-
-
-def _in_memory(name, images, sizes, random_crops):
-    """`_Pictures` of a uint8 array (N, H, W, C): whole for random crops,
-    else their center squares."""
-    if not random_crops:
-        height, width = images.shape[1:3]
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        images = images[:, top : top + side, left : left + side]
-    pictures = tf.constant(images)
-    return _Pictures(name, sizes, random_crops, read=lambda i: tf.gather(pictures, i))
-
-
-def _cached(name, prepared, random_crops):
-    """`_Pictures` read from a prepared folder, a batch of records per call."""
-    shape = (None, *prepared.record_shape)
-
-    def read(i):
-        records = tf.numpy_function(prepared.read, [i], tf.uint8, stateful=False)
-        return tf.ensure_shape(records, shape)
-
-    if prepared.skipped:  # Found when the folder was prepared; said once by every run.
-        images_lib.warn_once(images_lib.skip_message(name, prepared.skipped))
-    return _Pictures(name, prepared.sizes, random_crops, read=read, cache=str(prepared.path))
-
-
-def _streamed(name, listing, image_size, channels):
-    """`_Pictures` of a folder's center squares decoded as they are needed."""
-    shape = (image_size, image_size, channels)
-
-    def decode(i):
-        file = listing.files[int(i)]
-        picture, reason = images_lib.try_load(file, image_size, channels)
-        if picture is None:
-            images_lib.warn_once(
-                f"Skipped unreadable image file {str(file)!r} ({reason}) while streaming "
-                f"{name!r} uncached; other unreadable files are skipped without a message")
-            return np.zeros(shape, np.uint8), np.array(False)
-        return picture, np.array(True)
-
-    def decode_tensor(i):
-        square, usable = tf.numpy_function(decode, [i], (tf.uint8, tf.bool), stateful=False)
-        return tf.ensure_shape(square, shape), tf.ensure_shape(usable, ())
-
-    sizes = np.full((len(listing.files), 2), image_size, np.int32)
-    return _Pictures(name, sizes, False, decode=decode_tensor)
-
-
-_decoded = {}  # The last uncached folder decoded whole: (key) -> _Pictures.
-
-
-def _folder(source, image_size, channels, random_crops, cache, cache_dir):
-    """`_Pictures` of a folder (or "paintings"): from its prepared cache,
-    else decoded whole (random crops: a small folder) or streamed."""
-    name = str(source)
-    folder = DATASETS_DIR / "paintings" if source == "paintings" else source
-    listing = images_lib.scan(folder)
-    images_lib.warn_unreadable_folders(listing)
-    if not listing.files:
-        raise images_lib.no_images(folder)
-    if random_crops is None:
-        random_crops = source == "paintings" or len(listing.files) < SMALL_FOLDER
-    spec = cache_lib.Spec(None if random_crops else image_size,
-                          max(MAX_SIDE, 2 * image_size), channels)
-    prepared = cache_lib.open_or_prepare(listing, spec, cache_dir) if cache else None
-    if prepared is not None:
-        return _cached(name, prepared, random_crops)
-    if not random_crops:
-        return _streamed(name, listing, image_size, channels)
-    key = spec.key(listing)  # Decoded once per process: runs read the views twice.
-    if key not in _decoded:
-        images, sizes, _ = images_lib.load_image_folder(folder, None, channels, spec.max_side)
-        _decoded.clear()
-        _decoded[key] = _in_memory(name, images, sizes, True)
-    return _decoded[key]
-
-
-def _pictures(source, image_size, channels, random_crops, cache=True, cache_dir=None):
-    """The `_Pictures` of any source, `random_crops` resolved."""
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
-    if isinstance(source, np.ndarray) or source in ARRAY_SETS:
-        name = "array" if isinstance(source, np.ndarray) else source
-        images = as_uint8_images(source if name == "array" else ARRAY_SETS[source]())
-        sizes = np.tile(np.int32(images.shape[1:3]), (len(images), 1))
-        return _in_memory(name, images, sizes, bool(random_crops))
-    return _folder(source, image_size, channels, random_crops, cache, cache_dir)
 
 
 def _finish(x, image_size, channels):

@@ -167,7 +167,7 @@ def try_load(path, image_size=None, channels=3, max_side=None):
     a user's broken file is skipped, never fatal."""
     try:
         return load_image(path, image_size, channels, max_side), None
-    except TooLarge as error:
+    except (TooLarge, Image.DecompressionBombError) as error:  # Pillow's: over 179 Mpx.
         return None, str(error)
     except Exception as error:  # Pillow raises many types for broken files.
         return None, f"unreadable: {error}"

@@ -4,10 +4,11 @@ A prepared folder is a folder `<cache_dir>/<key>/` of two files:
 `pixels.u8`, one fixed-size record (H, W, C) of uint8 per usable picture in
 the listing's order, raw (so `np.memmap(path, np.uint8, "r")` reads it), and
 `index.json`: the record shape, each picture's file and (height, width) in
-px, the skipped files and why. The key hashes what the pixels depend on:
-every file's path, size and mtime, the image size, channels and crop policy,
-so a changed folder is prepared again and an unchanged one is reused by
-every later run. Records are read with `pread` (`Prepared.read`), so a run's
+px, the skipped files and why. The key is `<source>-<content>`: `source`
+hashes the folder's path and how pictures are decoded (image size, channels,
+crop policy), `content` every file's path, size and mtime; so a changed
+folder is prepared again (replacing its older preparation) and an unchanged
+one is reused by every later run. Records are read with `pread` (`Prepared.read`), so a run's
 memory holds only the batches in flight, whatever the folder's size.
 
 Preparing writes into a hidden temporary folder `.<key>.<host>.<pid>.tmp`,
@@ -63,11 +64,17 @@ class Spec:
         return (side, side, self.channels)
 
     def key(self, listing):
-        """The hex digest of what the pixels depend on."""
+        """`<source>-<content>`: hex digests of the folder with this spec, and
+        of what its pixels depend on (every file's path, size and mtime)."""
+        source = {"format": FORMAT, **dataclasses.asdict(self),
+                  "folder": str(listing.folder.absolute())}
         entries = [[f.relative_to(listing.folder).as_posix(), size, mtime]
                    for f, (size, mtime) in zip(listing.files, listing.stats)]
-        what = {"format": FORMAT, **dataclasses.asdict(self), "files": entries}
-        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+        return f"{_digest(source)[:16]}-{_digest([source, entries])[:16]}"
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
 
 
 class Prepared:
@@ -128,6 +135,9 @@ def open_or_prepare(listing, spec, cache_dir=None, quiet=False):
             except OSError:  # Another process prepared the same folder first.
                 shutil.rmtree(temp, ignore_errors=True)
             _sync(root)
+            for older in root.glob(key.split("-")[0] + "-*"):  # The folder as it was.
+                if older != path:  # A run reading it keeps its open file.
+                    shutil.rmtree(older, ignore_errors=True)
         except BaseException as error:
             shutil.rmtree(temp, ignore_errors=True)
             files_lib.raise_write_error(error, root)

@@ -88,7 +88,8 @@ def test_the_cache_is_reused_and_a_changed_file_prepares_it_again(folder, tmp_pa
                                         validation_split=0.5)
     finally:
         images.try_load = spy
-    assert info_after.cache != info.cache and len(calls) == 24  # Prepared again, once.
+    assert info_after.cache != info.cache and len(calls) == 24  # Prepared again, once,
+    assert [p.name for p in root.iterdir()] == [os.path.basename(info_after.cache)]  # replaced.
     after = _epoch(after_ds)
     assert after.shape == before.shape and not np.array_equal(after, before)
 

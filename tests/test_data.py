@@ -13,6 +13,12 @@ from keras_vae import data
 from keras_vae import images
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Folders are prepared into the test's own cache, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 def _save(image, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

@@ -200,7 +200,7 @@ def _write(temp, listing, spec, key, quiet):
     files_lib.write_json(temp / INDEX, {
         "format": FORMAT, "key": key, "folder": str(listing.folder.absolute()),
         "record_shape": list(spec.record_shape), "count": len(kept), "files": kept,
-        "sizes": sizes, "skipped": skipped, "seconds": round(progress.elapsed(), 1),
+        "sizes": sizes, "skipped": skipped, "seconds": round(progress.elapsed(), 3),
     }, indent=None)
 
 

@@ -105,7 +105,7 @@ class Prepared:
         return out
 
 
-def open_or_prepare(listing, spec, cache_dir=None, quiet=False):
+def open_or_prepare(listing, spec, cache_dir=None):
     """The `Prepared` cache of `listing` decoded as `spec`, prepared now unless
     a trusted one exists under `cache_dir` (default `default_dir()`).
 
@@ -116,38 +116,43 @@ def open_or_prepare(listing, spec, cache_dir=None, quiet=False):
     """
     root = pathlib.Path(cache_dir) if cache_dir else default_dir()
     key = spec.key(listing)
-    path = root / key
-    prepared = _open(path, key)
+    prepared = _open(root / key, key)
     if prepared is not None:
         return prepared
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_dead_temps(root)
-        record = int(np.prod(spec.record_shape))
-        files_lib.check_space(root, record * len(listing.files) + MARGIN_BYTES,
-                              f"the prepared pictures of {str(listing.folder)!r}",
-                              remedy="free some space or pass another --cache-dir")
-        temp = root / f".{key}.{socket.gethostname()}.{os.getpid()}.tmp"
-        try:
-            _write(temp, listing, spec, key, quiet)
-            try:
-                os.rename(temp, path)
-            except OSError:  # Another process prepared the same folder first.
-                shutil.rmtree(temp, ignore_errors=True)
-            _sync(root)
-            for older in root.glob(key.split("-")[0] + "-*"):  # The folder as it was.
-                if older != path:  # A run reading it keeps its open file.
-                    shutil.rmtree(older, ignore_errors=True)
-        except BaseException as error:
-            shutil.rmtree(temp, ignore_errors=True)
-            files_lib.raise_write_error(error, root)
-            raise
+        _prepare(root, key, listing, spec)
     except OSError as error:
-        images.warn_once(f"Not caching the decoded pictures ({files_lib.describe(error)}): "
-                         "streaming from the folder, decoding every epoch; free some space, "
-                         "pass another --cache-dir or --cache false")
+        images.warn_once(
+            f"Not caching the decoded pictures ({files_lib.describe(error)}): streaming the "
+            "folder uncached, decoding every epoch (--cache-dir DIR caches elsewhere, "
+            "--cache false stops trying)")
         return None
-    return _open(path, key)
+    return _open(root / key, key)
+
+
+def _prepare(root, key, listing, spec):
+    """Writes the prepared folder `root/key` (temporary folder, sync, rename)
+    and deletes the folder's older preparations; an OSError leaves nothing."""
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(root)
+    files_lib.check_space(root, int(np.prod(spec.record_shape)) * len(listing.files)
+                          + MARGIN_BYTES, f"the prepared pictures of {str(listing.folder)!r}",
+                          remedy="free some space")
+    temp = root / f".{key}.{socket.gethostname()}.{os.getpid()}.tmp"
+    try:
+        _write(temp, listing, spec, key)
+        try:
+            os.rename(temp, root / key)
+        except OSError:  # Another process prepared the same folder first.
+            shutil.rmtree(temp, ignore_errors=True)
+        _sync(root)
+    except BaseException as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        files_lib.raise_write_error(error, root)
+        raise
+    for older in root.glob(key.split("-")[0] + "-*"):  # The folder as it was before.
+        if older.name != key:  # A run still reading it keeps its open file.
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def _open(path, key):
@@ -168,13 +173,13 @@ def _open(path, key):
     return Prepared(path, index)
 
 
-def _write(temp, listing, spec, key, quiet):
+def _write(temp, listing, spec, key):
     """Decodes the listing into the folder `temp`: pixels.u8, then index.json."""
     temp.mkdir()
     sizes, kept, skipped = [], [], []
     record = np.zeros(spec.record_shape, np.uint8)
     progress = _Progress(len(listing.files), listing.folder, temp.parent, spec,
-                         quiet or len(listing.files) < PROGRESS_FILES)
+                         quiet=len(listing.files) < PROGRESS_FILES)
     with open(temp / PIXELS, "wb") as out:
         decoded = images.decode_files(listing.files, spec.image_size, spec.channels,
                                       spec.max_side)

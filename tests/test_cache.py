@@ -140,7 +140,7 @@ def test_a_full_disk_streams_uncached_after_one_line(folder, small_disk, monkeyp
                                   cache_dir=disk / "cache", batch_size=4)
     assert info.cache is None and next(iter(train_ds)).shape == (4, 256, 256, 3)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert "\n" not in warning and "streaming from the folder" in warning
+    assert "\n" not in warning and "streaming the folder uncached" in warning
     assert "space" in warning or "No space" in warning
     assert [p.name for p in (disk / "cache").iterdir()] == []  # Nothing half-written.
 

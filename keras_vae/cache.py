@@ -268,7 +268,7 @@ class _Progress:
         filled = int(30 * self.count / max(self.total, 1))
         return (f"[{'=' * filled}{'.' * (30 - filled)}] {self.count:,}/{self.total:,} "
                 f"{rate:,.0f} img/s, " + (f"ETA {left:.0f} s" if self.count < self.total
-                                          else f"{self.elapsed():.1f} s"))
+                                          else f"{self.elapsed():.1f} s")).ljust(60)
 
     def _print(self, text):
         if not self.quiet:

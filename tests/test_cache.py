@@ -165,3 +165,14 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     assert cache.default_dir() == tmp_path / "keras-vae"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # Ignored, as the spec says.
     assert cache.default_dir().parent.name == ".cache"
+
+
+def test_where_pictures_are_cached_does_not_make_another_run():
+    from pipelines import config as config_lib
+    from pipelines import runfolder
+
+    default = config_lib.load_config(overrides={"data.source": "digits"})
+    other = config_lib.load_config(overrides={"data.source": "digits", "data.cache": False,
+                                              "data.cache_dir": "/elsewhere"})
+    assert runfolder.run_name(default) == runfolder.run_name(other)
+    assert config_lib.differences(default, other) == []

@@ -68,9 +68,8 @@ class Spec:
         of what its pixels depend on (every file's path, size and mtime)."""
         source = {"format": FORMAT, **dataclasses.asdict(self),
                   "folder": str(listing.folder.absolute())}
-        entries = [[f.relative_to(listing.folder).as_posix(), size, mtime]
-                   for f, (size, mtime) in zip(listing.files, listing.stats)]
-        return f"{_digest(source)[:16]}-{_digest([source, entries])[:16]}"
+        content = [source, listing.names, listing.stats]
+        return f"{_digest(source)[:16]}-{_digest(content)[:16]}"
 
 
 def _digest(value):
@@ -135,7 +134,7 @@ def _prepare(root, key, listing, spec):
     and deletes the folder's older preparations; an OSError leaves nothing."""
     root.mkdir(parents=True, exist_ok=True)
     _remove_dead_temps(root)
-    files_lib.check_space(root, int(np.prod(spec.record_shape)) * len(listing.files)
+    files_lib.check_space(root, int(np.prod(spec.record_shape)) * len(listing.names)
                           + MARGIN_BYTES, f"the prepared pictures of {str(listing.folder)!r}",
                           remedy="free some space")
     temp = root / f".{key}.{socket.gethostname()}.{os.getpid()}.tmp"
@@ -178,13 +177,12 @@ def _write(temp, listing, spec, key):
     temp.mkdir()
     sizes, kept, skipped = [], [], []
     record = np.zeros(spec.record_shape, np.uint8)
-    progress = _Progress(len(listing.files), listing.folder, temp.parent, spec,
-                         quiet=len(listing.files) < PROGRESS_FILES)
+    progress = _Progress(len(listing.names), listing.folder, temp.parent, spec,
+                         quiet=len(listing.names) < PROGRESS_FILES)
     with open(temp / PIXELS, "wb") as out:
-        decoded = images.decode_files(listing.files, spec.image_size, spec.channels,
-                                      spec.max_side)
-        for file, (picture, reason) in zip(listing.files, decoded):
-            name = file.relative_to(listing.folder).as_posix()
+        paths = (listing.path(i) for i in range(len(listing.names)))
+        decoded = images.decode_files(paths, spec.image_size, spec.channels, spec.max_side)
+        for name, (picture, reason) in zip(listing.names, decoded):
             if picture is None:
                 skipped.append((name, reason))
             else:

@@ -64,7 +64,7 @@ def _streamed(name, listing, image_size, channels):
     shape = (image_size, image_size, channels)
 
     def decode(i):
-        file = listing.files[int(i)]
+        file = listing.path(int(i))
         picture, reason = images_lib.try_load(file, image_size, channels)
         if picture is None:
             images_lib.warn_once(
@@ -77,7 +77,7 @@ def _streamed(name, listing, image_size, channels):
         square, usable = tf.numpy_function(decode, [i], (tf.uint8, tf.bool), stateful=False)
         return tf.ensure_shape(square, shape), tf.ensure_shape(usable, ())
 
-    sizes = np.full((len(listing.files), 2), image_size, np.int32)
+    sizes = np.full((len(listing.names), 2), image_size, np.int32)
     return Pictures(name, sizes, False, decode=decode_tensor)
 
 
@@ -91,10 +91,10 @@ def _folder(source, image_size, channels, random_crops, cache, cache_dir):
     folder = DATASETS_DIR / "paintings" if source == "paintings" else source
     listing = images_lib.scan(folder)
     images_lib.warn_unreadable_folders(listing)
-    if not listing.files:
+    if not listing.names:
         raise images_lib.no_images(folder)
     if random_crops is None:
-        random_crops = source == "paintings" or len(listing.files) < SMALL_FOLDER
+        random_crops = source == "paintings" or len(listing.names) < SMALL_FOLDER
     spec = cache_lib.Spec(None if random_crops else image_size,
                           max(MAX_SIDE, 2 * image_size), channels)
     prepared = cache_lib.open_or_prepare(listing, spec, cache_dir) if cache else None

@@ -34,7 +34,8 @@ def make_pool(out, seed=0):
     if all(p.exists() for p in paths):
         return paths
     pool.mkdir(parents=True, exist_ok=True)
-    paintings = [images.load_image(f) for f in images.image_files(arrays.DATASETS_DIR / "paintings")]
+    paintings = [images.load_image(f)
+                 for f in images.image_files(arrays.DATASETS_DIR / "paintings")]
     rng = np.random.default_rng(seed)
     for path in paths:
         picture = paintings[rng.integers(len(paintings))]

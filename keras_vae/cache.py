@@ -8,8 +8,9 @@ px, the skipped files and why. The key is `<source>-<content>`: `source`
 hashes the folder's path and how pictures are decoded (image size, channels,
 crop policy), `content` every file's path, size and mtime; so a changed
 folder is prepared again (replacing its older preparation) and an unchanged
-one is reused by every later run. Records are read with `pread` (`Prepared.read`), so a run's
-memory holds only the batches in flight, whatever the folder's size.
+one is reused by every later run. Records are read with `pread`
+(`Prepared.read`), not mapped: a run's memory holds only the batches in
+flight, whatever the folder's size.
 
 Preparing writes into a hidden temporary folder `.<key>.<host>.<pid>.tmp`,
 syncs it and renames it into place: a killed preparation leaves no folder

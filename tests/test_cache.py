@@ -176,3 +176,14 @@ def test_where_pictures_are_cached_does_not_make_another_run():
                                               "data.cache_dir": "/elsewhere"})
     assert runfolder.run_name(default) == runfolder.run_name(other)
     assert config_lib.differences(default, other) == []
+
+
+def test_an_unreadable_file_met_while_streaming_is_dropped_with_one_warning(folder, caplog):
+    broken = folder / "part0" / "broken.png"
+    broken.write_bytes(b"not a png")
+    train_ds, _, info = _make(folder, random_crops=False, cache=False, validation_split=0)
+    with caplog.at_level(logging.WARNING):
+        epochs = [_epoch(train_ds), _epoch(train_ds)]
+    assert info.num_train == 25 and [len(e) for e in epochs] == [24, 24]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert str(broken) in warning and "\n" not in warning

@@ -39,6 +39,10 @@ INDEX = "index.json"
 PIXELS = "pixels.u8"
 MARGIN_BYTES = 64 * 2**20  # Left free on the disk beyond the cache's own size.
 PROGRESS_FILES = 200  # Show a progress bar when preparing more files.
+#: Bytes written between syncs; each synced part leaves the page cache, so
+#: preparing 20 GB neither piles up dirty pages nor evicts everything else
+#: (TensorFlow's libraries, which the next run would read from disk again).
+SYNC_BYTES = 256 * 2**20
 
 
 def default_dir():
@@ -181,6 +185,7 @@ def _write(temp, listing, spec, key):
     progress = _Progress(len(listing.names), listing.folder, temp.parent, spec,
                          quiet=len(listing.names) < PROGRESS_FILES)
     with open(temp / PIXELS, "wb") as out:
+        synced = 0
         paths = (listing.path(i) for i in range(len(listing.names)))
         decoded = images.decode_files(paths, spec.image_size, spec.channels, spec.max_side)
         for name, (picture, reason) in zip(listing.names, decoded):
@@ -195,6 +200,8 @@ def _write(temp, listing, spec, key):
                 out.write(np.ascontiguousarray(picture).data)
                 sizes.append((height, width))
                 kept.append(name)
+                if out.tell() - synced >= SYNC_BYTES:
+                    synced = _sync_and_drop(out)
             progress.step()
         out.flush()
         os.fsync(out.fileno())
@@ -206,6 +213,16 @@ def _write(temp, listing, spec, key):
         "record_shape": list(spec.record_shape), "count": len(kept), "files": kept,
         "sizes": sizes, "skipped": skipped, "seconds": round(progress.elapsed(), 3),
     }, indent=None)
+
+
+def _sync_and_drop(out):
+    """Syncs what `out` holds so far and drops it from the page cache; returns
+    its size, bytes."""
+    out.flush()
+    os.fdatasync(out.fileno())
+    if hasattr(os, "posix_fadvise"):  # Not on macOS: the pages then stay cached.
+        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return out.tell()
 
 
 def _remove_dead_temps(root):

@@ -75,36 +75,41 @@ def scan(path):
         if folder.exists():
             what = "is a file, not a folder"
         raise DataError(f"{str(path)!r} {what}: {WHAT_TO_DO}")
-    found, unreadable, seen, pending = [], [], set(), [(str(folder), "")]
-    while pending:
-        current, prefix = pending.pop()
-        try:
-            status = os.stat(current)
-            if (status.st_dev, status.st_ino) in seen:
-                continue
-            seen.add((status.st_dev, status.st_ino))
-            with os.scandir(current) as entries:
-                entries = list(entries)
-        except OSError:
-            if not prefix:
-                raise DataError(f"cannot open the folder {str(path)!r}: check its "
-                                "permissions or point --data at another folder") from None
-            unreadable.append(prefix.rstrip("/"))
+    listing = Listing(folder, [], [], [])
+    _walk(str(folder), "", listing, set())
+    return listing
+
+
+def _walk(current, prefix, listing, seen):
+    """Adds the image files under the folder `current` (their names starting
+    with `prefix`) to `listing`, in pathlib's order without a global sort:
+    each folder's entries sorted by name, a subfolder's files where its name
+    sorts. `seen` holds the (device, inode) of the folders already read."""
+    try:
+        status = os.stat(current)
+        if (status.st_dev, status.st_ino) in seen:
+            return
+        seen.add((status.st_dev, status.st_ino))
+        with os.scandir(current) as entries:
+            entries = sorted(entries, key=lambda entry: entry.name)
+    except OSError:
+        if not prefix:
+            raise DataError(f"cannot open the folder {current!r}: check its permissions "
+                            "or point --data at another folder") from None
+        listing.unreadable.append(prefix.rstrip("/"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir():
-                    pending.append((entry.path, prefix + entry.name + "/"))
-                elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
-                    stat = entry.stat()  # Follows a symlink to the file it names.
-                    found.append((prefix + entry.name, stat.st_size, stat.st_mtime_ns))
-            except OSError:  # A broken symlink, or removed since listed.
-                continue
-    found.sort(key=lambda item: item[0].split("/"))  # pathlib's order: part by part.
-    return Listing(folder, [n for n, _, _ in found], [(s, m) for _, s, m in found],
-                   sorted(unreadable, key=lambda name: name.split("/")))
+        try:
+            if entry.is_dir():
+                _walk(entry.path, prefix + entry.name + "/", listing, seen)
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                stat = entry.stat()  # Follows a symlink to the file it names.
+                listing.names.append(prefix + entry.name)
+                listing.stats.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:  # A broken symlink, or removed since listed.
+            continue
 
 
 def image_files(path):

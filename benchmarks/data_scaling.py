@@ -182,7 +182,8 @@ def section(rows, machine, loads, elapsed, skipped):
 
 Folders from `benchmarks/data_folders.py`: links to 1,000 distinct 256×256 JPEG crops of the
 embedded paintings, 1,000 per subfolder (every entry is listed, stat'ed and decoded; the pool
-stays in the page cache, so disk reads are not measured). Each column is a fresh process, timed
+stays in the page cache, so reading the JPEGs costs no disk reads, while the prepared pixels,
+dropped from the page cache as they are written, are read from disk). Each column is a fresh process, timed
 from its start (imports included) to the end of the first training step of the default model
 (latent 16, filters 32,64,128, gaussian_learned, automatic precision, batch 32). 1st run: an
 empty cache, the folder prepared first (prepare img/s: decoding, resizing and writing); 2nd

@@ -11,6 +11,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 LIGHT = ("pipelines.cli", "pipelines.config", "pipelines.schema", "pipelines.beta",
          "pipelines.flags", "pipelines.runfolder", "pipelines.markdown", "export.common",
          "export.cli")
+#: Library modules that import neither TensorFlow nor Keras themselves (the
+#: `keras_vae` package's __init__ does): decoding and preparing pictures runs
+#: in plain NumPy/Pillow, so other tools (and processes) can use them.
+TF_FREE_LIBRARY = ("keras_vae.arrays", "keras_vae.images", "keras_vae.cache", "keras_vae.files")
 
 
 def _imports(path, package_names):
@@ -55,3 +59,16 @@ def test_no_import_cycle_and_the_library_imports_no_application():
 
     for name in graph:
         visit(name, ())
+
+
+def test_decoding_modules_of_the_library_import_no_tensorflow():
+    library = {f"keras_vae.{p.stem}" for p in (REPO / "keras_vae").glob("*.py")}
+    for name in TF_FREE_LIBRARY:
+        path = REPO / (name.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
+        roots = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+        roots |= {node.module.split(".")[0] for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module}
+        assert not roots & {"tensorflow", "keras"}, name
+        assert _imports(path, library) <= set(TF_FREE_LIBRARY), name

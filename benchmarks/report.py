@@ -282,9 +282,10 @@ precision: what the precision does to the number itself.
 {xla}
 
 "on / plain on": keras-vae compiled against the plain loop compiled, the
-same networks. keras-vae's non-finite-step guard is a select (`tf.where`) of
-the new and old variable values, which XLA fuses into the update; the
-`tf.cond` it replaced made the compiled step 25× slower on CPU. Keras's
+same networks. Compiled, keras-vae's non-finite-step guard is a select
+(`tf.where`) of the new and old variable values, which XLA fuses into the
+update; a `tf.cond` around the update, as before, made the compiled step
+25× slower on CPU. Keras's
 `jit_compile="auto"` (what `keras-vae train` uses) compiles on a GPU and
 leaves XLA off on a CPU-only machine, where its kernels are slower than
 oneDNN's for plain Keras too (a variant whose step took over

@@ -255,8 +255,8 @@ class VAE(keras.Model):
         finite = compiled.all_finite([terms["loss"]] + ([] if self._scales_loss else grads))
         apply = tf.logical_and(finite, tf.equal(self.non_finite_step, 0))
         step = self.optimizer.iterations + 1
-        with compiled.kept_unless(apply, self._step_state()):
-            self._update(grads, terms)
+        compiled.apply_if(apply, lambda: self._update(grads, terms), self._step_state(),
+                          self.jit_compile is True)
         first_bad = tf.logical_and(tf.logical_not(finite), tf.equal(self.non_finite_step, 0))
         self.non_finite_step.assign(
             tf.where(first_bad, tf.cast(step, "int64"), self.non_finite_step))

@@ -38,10 +38,11 @@ DEFAULTS = {t: dataclasses.asdict(cls()) for t, cls in TABLES.items()}
 DEFAULTS["beta"] = beta_lib.resolve({"schedule": Beta.schedule}, BETA_DEFAULTS)
 
 #: Keys that may change without making a run a different run: where it is
-#: written, how long it trains (raising epochs trains a run further) and
-#: when it warns.
+#: written, how long it trains (raising epochs trains a run further), when it
+#: warns and whether its pictures come from a cache (the same pixels either way).
 RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
-                        "train.collapse_active_units", "train.collapse_rate_per_unit")
+                        "train.collapse_active_units", "train.collapse_rate_per_unit",
+                        "data.cache", "data.cache_dir")
 
 
 #: The largest seed NumPy and TensorFlow take (`keras.utils.set_random_seed`).

@@ -14,17 +14,25 @@ Example:
 import numpy as np
 
 from keras_vae import data as data_lib
+from pipelines import distribution
 
 
 def from_config(config, source=None, batch_size=None):
     """`keras_vae.data.make_datasets` for the [data] table of `config`:
-    (train_ds, val_ds, info). `source` and `batch_size` override the config's."""
+    (train_ds, val_ds, info). `source` and `batch_size` override the config's.
+    Under `--strategy multiworker` each worker gets its own part of the
+    training pictures (`distribution.input_shard`)."""
     d = config["data"]
+    num_workers, worker_index = 1, 0
+    if config["train"]["strategy"] == "multiworker":
+        num_workers, worker_index = distribution.input_shard()
     return data_lib.make_datasets(
         source or d["source"], image_size=d["image_size"], channels=d["channels"],
         batch_size=batch_size or config["train"]["batch_size"],
         validation_split=d["validation_split"], seed=d["seed"],
         random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
+        cache=d["cache"], cache_dir=d["cache_dir"],
+        num_workers=num_workers, worker_index=worker_index,
     )
 
 
@@ -34,7 +42,7 @@ def training_views(config):
     d = config["data"]
     return data_lib.training_views(
         d["source"], d["image_size"], d["channels"], config["train"]["batch_size"],
-        d["validation_split"], d["seed"], d["random_crops"],
+        d["validation_split"], d["seed"], d["random_crops"], d["cache"], d["cache_dir"],
     )
 
 

@@ -7,6 +7,8 @@ Under MultiWorkerMirroredStrategy only the chief writes the run folder; the
 other workers train in a private folder of their own.
 """
 
+import json
+import os
 import pathlib
 import tempfile
 
@@ -87,11 +89,27 @@ def worker_dir(strategy, name):
     return pathlib.Path(tempfile.gettempdir()) / worker / name
 
 
+def input_shard():
+    """(number of workers, this worker's index) of the cluster in TF_CONFIG,
+    the chief first; (1, 0) without one. Each worker reads the training
+    pictures `keras_vae.data.make_datasets` gives that index, a disjoint part."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    if not workers + chiefs or task.get("type") not in ("chief", "worker"):
+        return 1, 0
+    index = int(task.get("index", 0)) + (chiefs if task["type"] == "worker" else 0)
+    return chiefs + workers, index
+
+
 def distribute(ds, strategy):
     """Repeats `ds` (steps are counted explicitly) and, across workers, shards
-    its batches: in-memory data has no files to shard."""
+    its batches, unless `make_datasets` already gave each worker its own
+    pictures (its auto-shard policy is then OFF)."""
     ds = ds.repeat()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    already = tf.data.experimental.AutoShardPolicy.OFF
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and ds.options().experimental_distribute.auto_shard_policy != already):
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA

@@ -51,6 +51,13 @@ class Data:
                                        "default: paintings and folders of < 100 images")
     crops_per_image: int | None = option(None, "random crops per picture per epoch",
                                          check=at_least(1))
+    # keras_vae.cache: a folder's pictures decoded once, reused by every later command.
+    cache: bool = option(True, "prepare a folder once into a cache of decoded pictures and "
+                         "reuse it (false: decode every epoch)")
+    cache_dir: str | None = option(None, "where prepared folders are kept, about "
+                                   "side² × channels bytes per picture; default "
+                                   "$XDG_CACHE_HOME/keras-vae or ~/.cache/keras-vae; delete "
+                                   "it to free the space")
 
 
 @dataclasses.dataclass

@@ -1,13 +1,22 @@
 import gzip
 import logging
 import math
+import pathlib
 import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from keras_vae import arrays
 from keras_vae import data
+from keras_vae import images
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Folders are prepared into the test's own cache, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 def _save(image, path):
@@ -295,9 +304,7 @@ def test_vendored_fashion_mnist(monkeypatch, tmp_path):
         data.DATASETS_DIR / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
     )
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
-    monkeypatch.setattr(
-        data, "DEBIAN_FASHION_MNIST", tmp_path
-    )  # Not installed.
+    monkeypatch.setattr(arrays, "DEBIAN_FASHION_MNIST", tmp_path)  # Not installed.
     _, _, info = data.make_datasets("fashion-mnist", image_size=28, channels=1)
     assert (info.num_train, info.num_val) == (9000, 1000)
 
@@ -325,3 +332,70 @@ def test_training_views_match_validation_views_of_training_pictures():
     assert not digits_info.random_crops
     digit_views = np.concatenate(list(data.training_views("digits", 8, 1, batch_size=256)))
     assert len(digit_views) == digits_info.num_train
+
+
+def test_symlinked_subfolders_are_followed_once_even_in_a_loop(tmp_path):
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "root"
+    for name in ("a/1.png", "a/2.png", "b/3.png"):
+        _save(Image.new("RGB", (8, 8)), elsewhere / name)
+    root.mkdir()
+    (root / "a").symlink_to(elsewhere / "a", target_is_directory=True)
+    (root / "b").symlink_to(elsewhere / "b", target_is_directory=True)
+    (root / "a-again").symlink_to(elsewhere / "a", target_is_directory=True)
+    (elsewhere / "a" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "dangling.png").symlink_to(tmp_path / "missing.png")
+    names = [p.name for p in data.image_files(root)]
+    assert sorted(names) == ["1.png", "2.png", "3.png"]  # Each folder read once.
+
+
+def test_unreadable_subfolders_are_counted_and_named(tmp_path, monkeypatch, caplog):
+    for name in ("ok/1.png", "locked/2.png", "deep/locked2/3.png"):
+        _save(Image.new("RGB", (8, 8)), tmp_path / name)
+    scandir = images.os.scandir
+
+    def refusing(path):  # What a folder without read permission does (root may read all).
+        if pathlib.Path(path).name.startswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(images.os, "scandir", refusing)
+    with caplog.at_level(logging.WARNING):
+        _, _, info = data.make_datasets(tmp_path, image_size=8, validation_split=0, cache=False)
+        data.training_views(tmp_path, image_size=8, validation_split=0, cache=False)
+    assert info.num_train == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Could not open 2 subfolder(s)" in warning and "deep/locked2, locked" in warning
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_small_folder_is_decoded_once_and_warned_about_once(image_tree, tmp_path, caplog,
+                                                               monkeypatch, cache):
+    decoded = []
+    load = images.load_image
+
+    def counting(path, *args):
+        decoded.append(path)
+        return load(path, *args)
+
+    monkeypatch.setattr(images, "load_image", counting)
+    with caplog.at_level(logging.WARNING):
+        _, _, info = data.make_datasets(image_tree, image_size=8, cache_dir=tmp_path / "c",
+                                        cache=cache)
+        views = list(data.training_views(image_tree, image_size=8, cache_dir=tmp_path / "c",
+                                         cache=cache))
+    assert info.random_crops and len(np.concatenate(views)) == 7 * data.FIXED_VIEWS
+    assert len(decoded) == len(set(decoded)) == 10  # 8 pictures and 2 broken files.
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith("Skipped 2 unreadable image file(s)")
+
+
+def test_pictures_over_the_pixel_limit_are_skipped_with_their_reason(tmp_path, monkeypatch,
+                                                                     caplog):
+    _save(Image.new("RGB", (8, 8)), tmp_path / "small.png")
+    _save(Image.new("L", (300, 200)), tmp_path / "huge.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 50_000)
+    with caplog.at_level(logging.WARNING):
+        pictures, _, files = data.load_image_folder(tmp_path, image_size=8)
+    assert [f.name for f in files] == ["small.png"]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.endswith(": huge.png (300×200 px, over the limit of 50,000 pixels)")

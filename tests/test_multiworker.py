@@ -101,3 +101,22 @@ def test_two_workers_train_the_same_weights(tmp_path):
                                    err_msg=f"workers disagree on {name}")
     # The non-chief cleaned up its private folder.
     assert not any(worker_tmp.rglob("*.keras"))
+
+
+@pytest.mark.parametrize("cluster, task, shard", [
+    (None, None, (1, 0)),
+    ({"worker": ["a:1", "b:1", "c:1"]}, {"type": "worker", "index": 2}, (3, 2)),
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, {"type": "chief", "index": 0}, (3, 0)),
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, {"type": "worker", "index": 1}, (3, 2)),
+    ({"chief": ["a:1"], "worker": ["b:1"], "ps": ["p:1"]}, {"type": "ps", "index": 0}, (1, 0)),
+])
+def test_each_worker_gets_its_own_part_of_the_pictures(monkeypatch, cluster, task, shard):
+    """`make_datasets(num_workers, worker_index)` from TF_CONFIG, the chief first
+    (test_cache.py checks that the parts are disjoint and cover the pictures)."""
+    from pipelines import distribution
+
+    if cluster is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert distribution.input_shard() == shard

@@ -149,7 +149,7 @@ def _prepare(root, key, listing, spec):
             os.rename(temp, root / key)
         except OSError:  # Another process prepared the same folder first.
             shutil.rmtree(temp, ignore_errors=True)
-        _sync(root)
+        files_lib.sync(root)
     except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
         files_lib.raise_write_error(error, root)
@@ -239,15 +239,6 @@ def _remove_dead_temps(root):
             shutil.rmtree(temp, ignore_errors=True)
         except OSError:  # Alive, another user's.
             pass
-
-
-def _sync(folder):
-    """fsync a folder: its entry list holds the rename."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Progress:

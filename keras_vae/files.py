@@ -42,7 +42,7 @@ def write_atomically(path, write):
     os.close(fd)
     try:
         write(temp)
-        _sync(temp)
+        sync(temp)
         os.chmod(temp, 0o666 & ~umask())
         os.replace(temp, path)
     except BaseException as error:
@@ -51,7 +51,7 @@ def write_atomically(path, write):
             os.remove(temp)
         _raise_with_path(error, path, written)
         raise
-    _sync(path.parent)
+    sync(path.parent)
     return path
 
 
@@ -66,10 +66,10 @@ def write_folder(path, write):
         write(temp)
         for item in sorted(temp.rglob("*")):
             if item.is_file():
-                _sync(item)
+                sync(item)
                 os.chmod(item, 0o666 & ~umask())
         os.chmod(temp, 0o777 & ~umask())
-        _sync(temp)
+        sync(temp)
         if os.path.lexists(path):
             old = temp.with_name(temp.name + ".old")
             os.replace(path, old)
@@ -82,7 +82,7 @@ def write_folder(path, write):
         shutil.rmtree(temp, ignore_errors=True)
         _raise_with_path(error, path, written)
         raise
-    _sync(path.parent)
+    sync(path.parent)
     return path
 
 
@@ -225,7 +225,7 @@ def _size(path):
         return 0
 
 
-def _sync(path):
+def sync(path):
     """fsync a file or a folder (a folder's entry list holds its renames)."""
     fd = os.open(path, os.O_RDONLY)
     try:

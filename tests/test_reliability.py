@@ -99,7 +99,7 @@ INTERRUPTIONS = [9, ("step", 7), 10, 4, 5, 8, 3, ("step", 13), 12, 11, 6]
 
 def test_interrupted_at_many_points_resumes_exactly(tmp_path, reference, monkeypatch):
     run = config(tmp_path, "cut")
-    sync = files._sync
+    sync = files.sync
     attempts = 0
     for point in [*INTERRUPTIONS, None]:
         calls = []
@@ -110,7 +110,7 @@ def test_interrupted_at_many_points_resumes_exactly(tmp_path, reference, monkeyp
                 raise KeyboardInterrupt
             sync(path)
 
-        monkeypatch.setattr(files, "_sync", interrupting_sync)
+        monkeypatch.setattr(files, "sync", interrupting_sync)
         extra = [_InterruptAtStep(point[1])] if isinstance(point, tuple) else []
         try:
             folder = train_lib.train(run, verbose=0, callbacks=extra)
@@ -130,12 +130,12 @@ from keras_vae import files
 import pipelines
 from pipelines import config, train
 
-sync = files._sync
+sync = files.sync
 def sync_then_die(path):
     if ".epoch-00002." in str(path):  # Inside epoch 2's checkpoint, before its rename.
         os.kill(os.getpid(), signal.SIGKILL)
     sync(path)
-files._sync = sync_then_die
+files.sync = sync_then_die
 train.train(config.load_config(overrides={overrides!r}), verbose=0)
 """
 

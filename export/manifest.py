@@ -16,7 +16,6 @@ import numpy as np
 
 import keras_vae
 from keras_vae import likelihoods
-from export import common
 from export.common import one_line
 from export.runfolder import sha256
 

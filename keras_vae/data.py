@@ -203,6 +203,7 @@ def make_datasets(
     cache_dir=None,
     num_workers=1,
     worker_index=0,
+    shuffle_seed=None,
 ):
     """Builds training and validation pipelines of image batches.
 
@@ -219,6 +220,9 @@ def make_datasets(
         validation_split: fraction of the pictures held out (rounded up),
             0 for none.
         seed: fixes the split, the shuffling and the random crops.
+        shuffle_seed: fixes the shuffling and the random crops instead, the
+            split staying `seed`'s (several training seeds on one split);
+            None: `seed`.
         random_crops: train on random squares of each picture, at scales
             `CROP_SCALES` of its shorter side, rather than on its center
             square; validation then uses five fixed squares per held-out
@@ -251,16 +255,17 @@ def make_datasets(
                         f"{num_workers} workers: add pictures or use fewer workers")
     mine = train[worker_index::num_workers]
     args = (image_size, channels, batch_size)
+    order_seed = seed if shuffle_seed is None else shuffle_seed
 
     if pictures.random_crops:
         crops_per_image = crops_per_image or math.ceil(EPOCH_VIEWS / len(train))
-        boxes = _random_boxes(mine, pictures.sizes, crops_per_image, seed)
+        boxes = _random_boxes(mine, pictures.sizes, crops_per_image, order_seed)
         train_ds = _crops(pictures, boxes, *args)
         val_ds = _fixed_views(pictures, val, *args)
         train_samples = len(train) * crops_per_image
         val_samples = len(val) * FIXED_VIEWS
     else:
-        train_ds = _batches(pictures, mine, *args, seed=seed)
+        train_ds = _batches(pictures, mine, *args, seed=order_seed)
         val_ds = _batches(pictures, val, *args)
         train_samples, val_samples = len(train), len(val)
     if num_workers > 1:  # Already divided: tf.distribute must not shard it again.

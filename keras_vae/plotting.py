@@ -159,9 +159,13 @@ def visible(images, min_side=MIN_SIDE):
 
 
 def _font():
+    """DejaVu Sans, which matplotlib ships: Pillow's default font (Aileron)
+    has no ‖, −, σ, β, ², × or →, and draws boxes for the labels of the report."""
+    from matplotlib import font_manager
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=FONT_SIZE)
+    path = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"))
+    return ImageFont.truetype(path, FONT_SIZE)
 
 
 def labelled_grid(rows, labels, title=None, column_labels=None, pad=1, min_side=MIN_SIDE):

@@ -42,7 +42,7 @@ DEFAULTS["beta"] = beta_lib.resolve({"schedule": Beta.schedule}, BETA_DEFAULTS)
 #: warns and whether its pictures come from a cache (the same pixels either way).
 RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
                         "train.collapse_active_units", "train.collapse_rate_per_unit",
-                        "data.cache", "data.cache_dir")
+                        "data.cache", "data.cache_dir", "compare.seeds", "compare.curve_points")
 
 
 #: The largest seed NumPy and TensorFlow take (`keras.utils.set_random_seed`).

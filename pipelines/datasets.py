@@ -17,9 +17,10 @@ from keras_vae import data as data_lib
 from pipelines import distribution
 
 
-def from_config(config, source=None, batch_size=None):
+def from_config(config, source=None, batch_size=None, shuffle_seed=None):
     """`keras_vae.data.make_datasets` for the [data] table of `config`:
-    (train_ds, val_ds, info). `source` and `batch_size` override the config's.
+    (train_ds, val_ds, info). `source` and `batch_size` override the config's;
+    `shuffle_seed` changes the training crops and their order, not the split.
     Under `--strategy multiworker` each worker gets its own part of the
     training pictures (`distribution.input_shard`)."""
     d = config["data"]
@@ -32,7 +33,7 @@ def from_config(config, source=None, batch_size=None):
         validation_split=d["validation_split"], seed=d["seed"],
         random_crops=d["random_crops"], crops_per_image=d["crops_per_image"],
         cache=d["cache"], cache_dir=d["cache_dir"],
-        num_workers=num_workers, worker_index=worker_index,
+        num_workers=num_workers, worker_index=worker_index, shuffle_seed=shuffle_seed,
     )
 
 

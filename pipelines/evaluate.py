@@ -151,8 +151,8 @@ def _report(run_dir, source, split, k, vae, numbers, stats, baseline):
 
     sigma = likelihood.log_values().get("sigma")
     return {
-        "units": "nats per image; mse in pixel units² ([0, 1] images); psnr in dB (mean "
-        "over images); sigma in pixel units",
+        "units": "nats per image; mse in pixel units² ([0, 1] images), the mean over images; "
+        "psnr in dB, 10·log10(1 / mse) of that mean; sigma in pixel units",
         "bits_per_dim": (
             "−log p(x) of 8-bit data, dequantised: (nll + D·ln 255) / (D·ln 2), D = H·W·C"
             if bin_width else

@@ -14,6 +14,7 @@ import math
 import sys
 
 from pipelines import config as config_lib
+from pipelines.schema import RUN_TABLES
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -87,10 +88,10 @@ FLAG_NAMES = {key: field.metadata["flag"] or "--" + field.name.replace("_", "-")
               for key, field in config_lib.FIELDS.items()}
 
 
-def add_config_flags(parser, skip=()):
-    """Adds a flag for every config field, but those starting with a `skip` prefix."""
+def add_config_flags(parser, skip=(), tables=RUN_TABLES):
+    """Adds a flag for every field of `tables`, but those starting with a `skip` prefix."""
     for key, field in config_lib.FIELDS.items():
-        if key.startswith(tuple(skip)):
+        if key.startswith(tuple(skip)) or key.partition(".")[0] not in tables:
             continue
         kind = config_lib.value_type(field)
         parser.add_argument(

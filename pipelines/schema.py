@@ -144,5 +144,18 @@ class Train:
                                            "active dimension (0: off)", check=at_least(0))
 
 
+@dataclasses.dataclass
+class Compare:
+    """[compare]: how `keras-vae compare` repeats and watches its runs; no
+    other command reads it, and it is no part of a run's identity."""
+
+    seeds: int = option(3, "seeds per objective (weights, z, crop order), paired across "
+                        "objectives; intervals need >= 2", check=at_least(1))
+    curve_points: int = option(10, "points of the learning curves (PSNR measured every "
+                               "steps / curve_points steps)", check=at_least(1))
+
+
 #: Table name -> its dataclass.
-TABLES = {"data": Data, "model": Model, "beta": Beta, "train": Train}
+TABLES = {"data": Data, "model": Model, "beta": Beta, "train": Train, "compare": Compare}
+#: The tables every command reads; the others only the command they are named for.
+RUN_TABLES = ("data", "model", "beta", "train")

@@ -135,7 +135,7 @@ def markdown(config, steps, objectives, results, written):
         "picture, held-out views the same squares of pictures never trained on.",
         "",
     ]
-    for paragraph in answers_lib.answers(results, d["source"]):
+    for paragraph in [answers_lib.regime(results), *answers_lib.answers(results, d["source"])]:
         lines += [paragraph, ""]
     for name, caption in written:
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]

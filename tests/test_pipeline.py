@@ -295,7 +295,7 @@ def test_beta_table_is_tagged_and_takes_only_its_own_keys(tmp_path):
                        r"\[beta.sigmoid\] \(instead of \[beta\] with schedule = \"sigmoid\"\)"):
         config_lib.load_config(path)
     path.write_text("[beta.warmup]\nstop = 2.0\n")
-    with pytest.raises(ValueError, match="Unknown beta schedule 'warmup': use one of constant"):
+    with pytest.raises(ValueError, match="Unknown beta schedule or controller 'warmup': use one of constant"):
         config_lib.load_config(path)
 
 

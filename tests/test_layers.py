@@ -17,7 +17,8 @@ LIGHT = ("pipelines.cli", "pipelines.config", "pipelines.schema", "pipelines.bet
 #: in plain NumPy/Pillow, and β's schedules and controllers are plain Python,
 #: so a config is checked and other tools (and processes) use them without it.
 TF_FREE_LIBRARY = ("keras_vae.arrays", "keras_vae.images", "keras_vae.cache", "keras_vae.files",
-                   "keras_vae.glossary", "keras_vae.schedules", "keras_vae.controllers")
+                   "keras_vae.glossary", "keras_vae.grids", "keras_vae.schedules",
+                   "keras_vae.controllers")
 
 
 #: The layers of docs/architecture.md, lowest first: a module may import

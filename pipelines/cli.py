@@ -19,6 +19,8 @@ import signal
 import sys
 import tempfile
 
+from keras_vae import files  # No TensorFlow: the package imports it lazily.
+
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
 
 #: Subcommand -> ("module:function", the function taking argv and returning the exit
@@ -105,8 +107,6 @@ def run_command(command):
     run, a run another command writes into); 130 when interrupted, 143 when
     terminated. Other exceptions are bugs and keep their traceback.
     """
-    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
-
     try:
         command()
     except TrainingError as err:

@@ -242,6 +242,28 @@ def test_cli_errors_are_one_line(tmp_path):
     code, lines = run_cli(*TINY_FLAGS, "--data", str(tmp_path / "missing"))
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("keras-vae: error: ") and "missing" in lines[0]
+    # The library names its argument (`source`); the command says its flag.
+    assert "--data" in lines[0] and "`source`" not in lines[0], lines
+
+
+def test_the_command_says_flags_where_the_library_says_arguments(caplog):
+    """`keras_vae`'s data modules name their arguments; `keras-vae` shows its
+    flags instead, in errors (`cli.error`) and in the data warnings."""
+    import logging
+
+    from keras_vae import arrays, images
+
+    assert "`source`" in arrays.WHAT_TO_DO and "--" not in arrays.WHAT_TO_DO
+    assert cli.in_flags(arrays.WHAT_TO_DO).startswith("pass a folder of images as --data, ")
+    logger = logging.getLogger("keras_vae.data")
+    logger.addFilter(cli._IN_FLAGS)
+    try:
+        with caplog.at_level(logging.WARNING):
+            images.logger.warning("pass `cache_dir` to cache elsewhere, `cache=False` to stop")
+    finally:
+        logger.removeFilter(cli._IN_FLAGS)
+    assert caplog.records[-1].getMessage() == (
+        "pass --cache-dir DIR to cache elsewhere, --cache false to stop")
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -336,3 +336,11 @@ def test_the_private_keras_fix_is_refused_on_an_unchecked_keras(monkeypatch):
     with pytest.raises(ValueError, match=r"--strategy multiworker relies on a fix checked with "
                        r"Keras 3\.15\.x, not 3\.99\.0"):
         distribution.make_strategy("multiworker")
+
+
+def test_the_old_callback_names_still_work_with_a_deprecation_warning():
+    from pipelines import runcallbacks
+
+    with pytest.warns(DeprecationWarning, match="use pipelines.runcallbacks.StopOnNonFinite"):
+        from pipelines.callbacks import StopOnNaN
+    assert StopOnNaN is runcallbacks.StopOnNonFinite

@@ -160,3 +160,12 @@ def test_the_classes_are_the_registry_of_beta():
     assert isinstance(controller, callbacks.GECO) and beta0 == controller.beta == 1.0
     assert controllers.GECO.from_config(controller.get_config()).get_config() == \
         controller.get_config()
+
+
+def test_the_controllers_examples_run():
+    import doctest
+
+    from keras_vae import controllers
+
+    result = doctest.testmod(controllers)
+    assert result.attempted > 0 and result.failed == 0

@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import sys
 
+from keras_vae import files
 from export import common
 from export import serve
 from export import web_page
@@ -107,8 +108,6 @@ def main(argv=None):
     except RuntimeError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
-    from keras_vae import files  # noqa: E402 (imports TensorFlow: only once the page worked)
-
     files.write_atomically(args.out, lambda temp: pathlib.Path(temp).write_bytes(png))
     print(f"wrote {args.out}; decode latency in Chromium: batch 1 {times['batch_1']:.2f} ms, "
           f"batch 16 {times['batch_16']:.2f} ms")

@@ -6,8 +6,10 @@ The export folder's layout, the error type and the cheap checks live here
 before paying the seconds that importing TensorFlow takes.
 """
 
+import contextlib
 import json
 import pathlib
+import time
 import tomllib
 
 from export import runfolder
@@ -113,3 +115,25 @@ def one_line(error):
     """The first line of an exception's message, for one-line error reports."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+class Progress:
+    """One line per stage: "label ... 1.2 s" (plus notes), or "label ... failed"."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+
+    @contextlib.contextmanager
+    def stage(self, label):
+        notes = []
+        if self.verbose:
+            print(f"{label} ...", end="", flush=True)
+        start = time.perf_counter()
+        try:
+            yield notes
+        except BaseException:
+            if self.verbose:
+                print(" failed", flush=True)
+            raise
+        if self.verbose:
+            print(" " + ", ".join([*notes, f"{time.perf_counter() - start:.1f} s"]), flush=True)

@@ -8,11 +8,9 @@ failure at any point leaves the previous export, or none: never a half-written
 one that looks valid.
 """
 
-import contextlib
 import os
 import pathlib
 import shutil
-import time
 import uuid
 
 from keras_vae import files
@@ -113,25 +111,10 @@ def _available(formats, verbose):
 
 
 def _export(run_dir, formats, opset, encoder, verbose, latent_images, _after_convert):
-    """`export_run` once the run's lock is held."""
-    model_path = common.model_path(run_dir)
-    progress = _Progress(verbose)
-    source = runfolder.model_record(run_dir)
-    with progress.stage(f"loading {model_path}") as notes:
-        model = runfolder.load_model(model_path, compile=False)
-        config = common.read_config(run_dir)
-        runfolder.check_model(config, model, model_path)
-        beta = common.beta_facts(config)
-        facts = manifest.model_facts(model, beta)
-        # The model's own policy wins over what the run says it asked for.
-        facts["training_precision"] = common.read_precision(run_dir) | facts["training_precision"]
-        facts["source"] = source
-        notes.append(runfolder.describe_source(source))
-    if verbose and (run_dir / common.EXPORT_DIR).exists() and common.stale(run_dir):
-        print(f"replacing {run_dir / common.EXPORT_DIR}, made from another model.keras")
-    with progress.stage("measuring the KL of each latent dimension") as notes:
-        facts["latent_kl"] = manifest.latent_kl(model, run_dir, latent_images)
-        notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])
+    """`export_run` once the run's lock is held: load, convert into a hidden
+    folder, verify, then install it as RUN_DIR/export."""
+    progress = common.Progress(verbose)
+    model, facts = _load(run_dir, progress, verbose, latent_images)
     if "web" in formats:
         web_page.check_runtime()
     if "onnx" in formats:
@@ -140,28 +123,12 @@ def _export(run_dir, formats, opset, encoder, verbose, latent_images, _after_con
         opset = None
     parts = [endpoints.decoder(model)] + ([endpoints.encoder(model)] if encoder else [])
     final = run_dir / common.EXPORT_DIR
-    # A name `keras_vae.files.remove_leftovers` knows: the next command on
-    # the run deletes it if this one is killed.
-    folder = run_dir / f".{common.EXPORT_DIR}.{uuid.uuid4().hex[:8]}.tmp"
+    # Each artifact holds the weights once; the SavedModel's graph and
+    # variables file and ONNX's initializers add up to a few times that.
+    size = common.model_path(run_dir).stat().st_size
+    folder = _staging_folder(run_dir, (2 * len(parts) * len(formats) + 1) * size + 2**20)
     try:
-        folder.mkdir()  # Unlike tempfile.mkdtemp's 0700, this honours the umask.
-        # Each artifact holds the weights once; the SavedModel's graph and
-        # variables file and ONNX's initializers add up to a few times that.
-        needed = (2 * len(parts) * len(formats) + 1) * model_path.stat().st_size + 2**20
-        files.check_space(run_dir, needed, "the export", remedy="free some space and rerun")
-    except OSError as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ExportError(_cannot_write(error, run_dir)) from error
-    try:
-        artifacts = {}
-        for endpoint in parts:
-            for fmt in formats:
-                for name, precision in _artifacts(endpoint, fmt):
-                    note = f" (opset {opset})" if fmt == "onnx" else ""
-                    note = f" ({precision} weights)" if fmt == "litert" else note
-                    with progress.stage(f"converting {endpoint.part} to {name}{note}"):
-                        _convert(endpoint, fmt, folder / name, opset, facts, precision)
-                    artifacts[name] = _describe(endpoint, fmt, precision, folder / name)
+        artifacts = _convert_all(parts, formats, folder, opset, facts, progress)
         if _after_convert is not None:
             _after_convert(folder)
         _verify(parts, artifacts, folder, progress, facts)
@@ -176,6 +143,59 @@ def _export(run_dir, formats, opset, encoder, verbose, latent_images, _after_con
     if verbose:
         print(f"exported {', '.join(artifacts)} to {final}")
     return result
+
+
+def _load(run_dir, progress, verbose, latent_images):
+    """(the model, the manifest's facts of it): its config checked against
+    the run's, β, precision, its source record and the KL of each latent
+    dimension (nats, measured on `latent_images` of the run if given)."""
+    model_path = common.model_path(run_dir)
+    source = runfolder.model_record(run_dir)
+    with progress.stage(f"loading {model_path}") as notes:
+        model = runfolder.load_model(model_path, compile=False)
+        config = common.read_config(run_dir)
+        runfolder.check_model(config, model, model_path)
+        facts = manifest.model_facts(model, common.beta_facts(config))
+        # The model's own policy wins over what the run says it asked for.
+        facts["training_precision"] = common.read_precision(run_dir) | facts["training_precision"]
+        facts["source"] = source
+        notes.append(runfolder.describe_source(source))
+    if verbose and (run_dir / common.EXPORT_DIR).exists() and common.stale(run_dir):
+        print(f"replacing {run_dir / common.EXPORT_DIR}, made from another model.keras")
+    with progress.stage("measuring the KL of each latent dimension") as notes:
+        facts["latent_kl"] = manifest.latent_kl(model, run_dir, latent_images)
+        notes.append(facts["latent_kl"].get("data") or facts["latent_kl"]["note"])
+    return model, facts
+
+
+def _staging_folder(run_dir, needed):
+    """A new hidden folder in `run_dir` to convert into, once the disk has
+    `needed` bytes free for it; ExportError (one line) if not."""
+    # A name `keras_vae.files.remove_leftovers` knows: the next command on
+    # the run deletes it if this one is killed.
+    folder = run_dir / f".{common.EXPORT_DIR}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        folder.mkdir()  # Unlike tempfile.mkdtemp's 0700, this honours the umask.
+        files.check_space(run_dir, needed, "the export", remedy="free some space and rerun")
+    except OSError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ExportError(_cannot_write(error, run_dir)) from error
+    return folder
+
+
+def _convert_all(parts, formats, folder, opset, facts, progress):
+    """{file name: its description} of every artifact of `parts` (decoder,
+    encoder) in `formats`, converted into `folder`."""
+    artifacts = {}
+    for endpoint in parts:
+        for fmt in formats:
+            for name, precision in _artifacts(endpoint, fmt):
+                note = f" (opset {opset})" if fmt == "onnx" else ""
+                note = f" ({precision} weights)" if fmt == "litert" else note
+                with progress.stage(f"converting {endpoint.part} to {name}{note}"):
+                    _convert(endpoint, fmt, folder / name, opset, facts, precision)
+                artifacts[name] = _describe(endpoint, fmt, precision, folder / name)
+    return artifacts
 
 
 def _cannot_write(error, run_dir):
@@ -322,25 +342,3 @@ def _install(folder, final):
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-class _Progress:
-    """One line per stage: "label ... 1.2 s" (plus notes), or "label ... failed"."""
-
-    def __init__(self, verbose):
-        self.verbose = verbose
-
-    @contextlib.contextmanager
-    def stage(self, label):
-        notes = []
-        if self.verbose:
-            print(f"{label} ...", end="", flush=True)
-        start = time.perf_counter()
-        try:
-            yield notes
-        except BaseException:
-            if self.verbose:
-                print(" failed", flush=True)
-            raise
-        if self.verbose:
-            print(" " + ", ".join([*notes, f"{time.perf_counter() - start:.1f} s"]), flush=True)

@@ -31,6 +31,8 @@ import shlex
 import sys
 import time
 
+from keras_vae import files
+
 LOCK = ".lock"
 
 
@@ -132,8 +134,6 @@ def _write(fd, record):
 
 def _remove_leftovers(folder):
     """Temporary names of interrupted writes, in `folder` and below."""
-    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
-
     def visible(path):
         return not any(part.startswith(".") for part in path.relative_to(folder).parts)
 

@@ -2,28 +2,79 @@
 
 Rate (KL, nats per image) and distortion (negative log-likelihood, nats per
 image) are reported separately; β weights the rate in the loss.
+
+Importing the package imports no TensorFlow (PEP 562, as TFP's lazy loader):
+its TensorFlow-free modules (`arrays`, `images`, `cache`, `files`, `glossary`,
+`grids`, `schedules`, `controllers`) serve code that must start fast or run
+without it, and the names below load their modules on first use.
+
+Keras finds a saved class only if its module has run
+`keras.saving.register_keras_serializable`, and imports no module outside
+`keras*` to find one. So the modules of `SERIALIZABLE` are imported, and their
+classes registered, as soon as Keras is there to register them with: at
+`import keras_vae` if Keras is already imported, else at the first use of a
+class or function below (`keras_vae.VAE`, `keras_vae.build_model`, ...); a
+module (`keras_vae.callbacks`) is imported alone. `import keras`
+then `import keras_vae` is enough for `keras.saving.load_model` to read a
+`.keras` file of ours; so is `keras_vae.register_serializables()`.
 """
 
-from keras_vae import callbacks, likelihoods, monitoring, precision, schedules
-from keras_vae.architectures import build_conv_vae, build_decoder, build_encoder
-from keras_vae.autoencoder import Autoencoder, build_autoencoder
-from keras_vae.models import ModelSpec, build_model
-from keras_vae.vae import VAE
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Autoencoder",
-    "ModelSpec",
-    "VAE",
-    "build_autoencoder",
-    "build_conv_vae",
-    "build_decoder",
-    "build_encoder",
-    "build_model",
-    "callbacks",
-    "likelihoods",
-    "monitoring",
-    "precision",
-    "schedules",
-]
+#: The modules whose classes a `.keras` file (or a callback's config) names:
+#: imported together, before anything of ours is loaded by Keras.
+SERIALIZABLE = ("keras_vae.vae", "keras_vae.autoencoder", "keras_vae.likelihoods",
+                "keras_vae.callbacks", "keras_vae.collapse")
+
+#: {public name: the module that defines it}; a name equal to its module's
+#: last part is the module itself.
+_LAZY = {
+    "Autoencoder": "keras_vae.autoencoder",
+    "ModelSpec": "keras_vae.models",
+    "VAE": "keras_vae.vae",
+    "build_autoencoder": "keras_vae.autoencoder",
+    "build_conv_vae": "keras_vae.architectures",
+    "build_decoder": "keras_vae.architectures",
+    "build_encoder": "keras_vae.architectures",
+    "build_model": "keras_vae.models",
+    "callbacks": "keras_vae.callbacks",
+    "likelihoods": "keras_vae.likelihoods",
+    "monitoring": "keras_vae.monitoring",
+    "precision": "keras_vae.precision",
+    "schedules": "keras_vae.schedules",
+}
+
+__all__ = [*_LAZY, "register_serializables"]
+
+
+def register_serializables():
+    """Imports the modules of `SERIALIZABLE` (and so TensorFlow and Keras),
+    registering every class of ours that a saved file can name."""
+    for module in SERIALIZABLE:
+        importlib.import_module(module)
+
+
+def __getattr__(name):
+    # PEP 562: called only for a name the module does not have yet. A module
+    # name is imported alone: our own modules say `from keras_vae import
+    # callbacks`, and registering from inside their imports would meet them
+    # half-initialized. A class or function registers everything first.
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _LAZY[name] == f"{__name__}.{name}":
+        return importlib.import_module(_LAZY[name])  # Import binds it here.
+    register_serializables()
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})
+
+
+if "keras" in sys.modules:  # Keras is paid for already: register now, as an eager import would.
+    register_serializables()

@@ -16,10 +16,9 @@ DATASETS_DIR = pathlib.Path(__file__).parent / "datasets"
 # Installed by Debian's `dataset-fashion-mnist` package.
 DEBIAN_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
-WHAT_TO_DO = (
-    "point --data at a folder of images or use an embedded set: "
-    + ", ".join(EMBEDDED)
-)
+#: The remedy of a source without pictures, in the library's terms (the
+#: `keras-vae` command says its flag instead: `pipelines.cli.in_flags`).
+WHAT_TO_DO = "pass a folder of images as `source`, or an embedded set: " + ", ".join(EMBEDDED)
 _IDX_DTYPES = {
     0x08: "u1",
     0x09: "i1",

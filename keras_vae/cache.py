@@ -128,8 +128,8 @@ def open_or_prepare(listing, spec, cache_dir=None):
     except OSError as error:
         images.warn_once(
             f"Not caching the decoded pictures ({files_lib.describe(error)}): streaming the "
-            "folder uncached, decoding every epoch (--cache-dir DIR caches elsewhere, "
-            "--cache false stops trying)")
+            "folder uncached, decoding every epoch (pass `cache_dir` to cache elsewhere, "
+            "`cache=False` to stop trying)")
         return None
     return _open(root / key, key)
 

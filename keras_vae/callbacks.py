@@ -1,9 +1,10 @@
 """Callbacks for `fit`: β's scheduler and feedback controllers, and the NaN stop.
 
 The β callbacks only *write* `model.beta` (or `model.capacity`); the model
-reads it in its train step. The scheduler evaluates a pure schedule at the
-optimizer's step; the controllers react to the measured rate or distortion and
-keep their state in public attributes, serialized by `get_config`.
+reads it in its train step. The scheduler evaluates a pure schedule
+(`keras_vae.schedules`) at the optimizer's step; the controllers run a
+feedback law (`keras_vae.controllers`) on the measured rate or distortion and
+keep its state in public attributes, serialized by `get_config`.
 `TerminateOnNonFinite`, which `VAE.fit` adds by itself, ends training at the
 first NaN or infinite loss with a one-line error.
 """
@@ -12,6 +13,7 @@ import math
 
 import keras
 
+from keras_vae import controllers as controllers_lib
 from keras_vae import schedules as schedules_lib
 
 _PACKAGE = "keras_vae"
@@ -167,16 +169,13 @@ class BetaScheduler(_BetaWriter):
         }
 
 
-class _Controller(_BetaWriter):
-    """Feedback on β: after each batch, `update(<the model variable READS>)`
-    gives the new β. The constructor's arguments, `STATE`, are public
-    attributes, so `get_config` saves the state and `from_config` resumes it."""
-
-    READS = None
-    STATE = ()
+class _Controlling(_BetaWriter):
+    """Runs a `keras_vae.controllers.Controller` (the class mixed in before
+    this one) during `fit`: after each batch, `update(<the model variable
+    READS>)` gives the new β. The controller's state is its config."""
 
     def __init__(self):
-        super().__init__("beta")
+        _BetaWriter.__init__(self, "beta")
 
     def on_train_begin(self, logs=None):
         self._write(self.beta)
@@ -184,20 +183,11 @@ class _Controller(_BetaWriter):
     def on_train_batch_end(self, batch, logs=None):
         self._write(self.update(getattr(self.model, self.READS).numpy()))
 
-    def get_config(self):
-        return {name: getattr(self, name) for name in self.STATE}
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class KLTargetController(_Controller):
-    """ControlVAE's PI controller (Shao et al. 2020): drive the rate to a set point.
-
-    After each batch, with error e = target_rate − rate (nats):
-        β = kp / (1 + exp(e)) − ki·Σe + beta_min, clipped to [beta_min, beta_max].
-    A rate above target (e < 0) raises β; below target lowers it. The integral
-    only accumulates while β is inside its range (anti-windup).
-
-    State, in the open: `integral` (nats·steps), `beta`, `last_error`.
+class KLTargetController(controllers_lib.KLTarget, _Controlling):
+    """`keras_vae.controllers.KLTarget` (ControlVAE's PI controller, Shao et
+    al. 2020: β drives the rate to `target_rate` nats) as a callback.
 
     Example:
 
@@ -206,45 +196,15 @@ class KLTargetController(_Controller):
     True
     """
 
-    READS = "batch_rate"
-    STATE = ("target_rate", "kp", "ki", "beta_min", "beta_max", "integral", "beta",
-             "last_error")
-
-    def __init__(self, target_rate, kp=0.01, ki=0.0001, beta_min=0.0, beta_max=1.0,
-                 integral=0.0, beta=None, last_error=0.0):
-        super().__init__()
-        if beta_min > beta_max:
-            raise ValueError(f"beta_min {beta_min} > beta_max {beta_max}.")
-        self.target_rate, self.kp, self.ki = float(target_rate), float(kp), float(ki)
-        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
-        self.integral = float(integral)
-        self.beta = beta_min if beta is None else float(beta)
-        self.last_error = float(last_error)
-
-    def update(self, rate):
-        """One controller step from the measured rate (nats); returns the new β."""
-        error = self.target_rate - float(rate)
-        # exp overflows for errors above ~700 nats; the P term is 0 there.
-        p_term = self.kp / (1.0 + math.exp(min(error, 700.0)))
-        beta = p_term - self.ki * (self.integral + error) + self.beta_min
-        if self.beta_min <= beta <= self.beta_max:
-            self.integral += error
-        self.beta = min(max(beta, self.beta_min), self.beta_max)
-        self.last_error = error
-        return self.beta
+    def __init__(self, *args, **kwargs):
+        _Controlling.__init__(self)
+        controllers_lib.KLTarget.__init__(self, *args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GECO(_Controller):
-    """GECO (Rezende & Viola 2018): minimise the rate subject to distortion ≤ tolerance.
-
-    The Lagrangian rate + λ·(distortion − tolerance), divided by λ, is our loss
-    with β = 1/λ. After each batch the constraint C = distortion − tolerance
-    (nats) enters a moving average C̄ ← α·C̄ + (1 − α)·C and
-    λ ← λ·exp(step_size·C̄): λ grows (β falls) while reconstructions are worse
-    than the tolerance. β = 1/λ is clipped to [beta_min, beta_max].
-
-    State, in the open: `lagrange_multiplier` (λ), `moving_average` (C̄, nats).
+class GECO(controllers_lib.GECO, _Controlling):
+    """`keras_vae.controllers.GECO` (Rezende & Viola 2018: the least rate with
+    distortion ≤ `tolerance` nats) as a callback.
 
     Example:
 
@@ -253,35 +213,15 @@ class GECO(_Controller):
     True
     """
 
-    READS = "batch_distortion"
-    STATE = ("tolerance", "alpha", "step_size", "beta_min", "beta_max", "lagrange_multiplier",
-             "moving_average")
+    def __init__(self, *args, **kwargs):
+        _Controlling.__init__(self)
+        controllers_lib.GECO.__init__(self, *args, **kwargs)
 
-    def __init__(self, tolerance, alpha=0.99, step_size=1e-3, beta_min=1e-4, beta_max=1.0,
-                 lagrange_multiplier=1.0, moving_average=None):
-        super().__init__()
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
-        self.tolerance, self.alpha, self.step_size = float(tolerance), float(alpha), float(step_size)
-        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
-        self.lagrange_multiplier = float(lagrange_multiplier)
-        self.moving_average = None if moving_average is None else float(moving_average)
 
-    @property
-    def beta(self):
-        return min(max(1.0 / self.lagrange_multiplier, self.beta_min), self.beta_max)
+#: {name: callback class} of every controller, by the name its controller declares.
+CONTROLLERS = {cls.NAME: cls for cls in (KLTargetController, GECO)}
 
-    def update(self, distortion):
-        """One multiplier step from the measured distortion (nats); returns β."""
-        constraint = float(distortion) - self.tolerance
-        if self.moving_average is None:
-            self.moving_average = constraint
-        else:
-            self.moving_average = self.alpha * self.moving_average + (1 - self.alpha) * constraint
-        step = max(min(self.step_size * self.moving_average, 50.0), -50.0)
-        # Keep λ inside the range that β's clip allows, so it cannot wind up.
-        self.lagrange_multiplier = min(
-            max(self.lagrange_multiplier * math.exp(step), 1.0 / self.beta_max),
-            1.0 / self.beta_min,
-        )
-        return self.beta
+# The schedules are plain Python (no Keras there); `BetaScheduler` serializes
+# them, so they are registered here, under the names they always had.
+for _schedule in schedules_lib.SCHEDULES.values():
+    keras.saving.register_keras_serializable(package=_PACKAGE)(_schedule)

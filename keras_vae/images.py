@@ -95,7 +95,7 @@ def _walk(current, prefix, listing, seen):
     except OSError:
         if not prefix:
             raise DataError(f"cannot open the folder {current!r}: check its permissions "
-                            "or point --data at another folder") from None
+                            "or pass another folder as `source`") from None
         listing.unreadable.append(prefix.rstrip("/"))
         return
     for entry in entries:

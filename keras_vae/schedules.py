@@ -7,9 +7,14 @@ The same schedules drive the capacity C(step) of the capacity objective.
 
 Schedules accept an int or a numpy array of steps, so a whole curve can be
 plotted with `schedule(np.arange(n))`.
+
+The classes are the registry: each declares its `NAME` (the `[beta.<NAME>]`
+table of a config) and its `PARAMETERS`; `SCHEDULES` maps names to classes
+and `pipelines.beta` derives the config's keys from them. This module imports
+no TensorFlow (NumPy only), so a config is checked without it; the classes
+are registered with Keras by `keras_vae.callbacks`, which serializes them.
 """
 
-import keras
 import numpy as np
 
 _PACKAGE = "keras_vae"
@@ -40,6 +45,8 @@ class BetaSchedule:
         """β at `step`, a float64 array; implemented by subclasses."""
         raise NotImplementedError
 
+    #: The name a config (and `get`) calls it by.
+    NAME = None
     #: The constructor's arguments, kept as attributes of the same names.
     PARAMETERS = ()
 
@@ -69,7 +76,6 @@ def _ramp(start, stop, fraction):
     return start + (stop - start) * np.clip(fraction, 0.0, 1.0)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Constant(BetaSchedule):
     """β = value at every step.
 
@@ -79,6 +85,7 @@ class Constant(BetaSchedule):
     [0.3, 0.3]
     """
 
+    NAME = "constant"
     PARAMETERS = ("value",)
 
     def __init__(self, value=1.0):
@@ -88,7 +95,6 @@ class Constant(BetaSchedule):
         return np.full_like(step, self.value)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class LinearWarmup(BetaSchedule):
     """β = start for `delay_steps`, then a linear ramp to `stop` over `warmup_steps`.
 
@@ -101,6 +107,7 @@ class LinearWarmup(BetaSchedule):
     [0.0, 0.0, 0.5, 1.0, 1.0]
     """
 
+    NAME = "linear"
     PARAMETERS = ("start", "stop", "warmup_steps", "delay_steps")
 
     def __init__(self, start=0.0, stop=1.0, warmup_steps=1000, delay_steps=0):
@@ -113,7 +120,6 @@ class LinearWarmup(BetaSchedule):
         return _ramp(self.start, self.stop, (step - self.delay_steps) / self.warmup_steps)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Cyclical(BetaSchedule):
     """Cyclical annealing (Fu et al. 2019): repeat a ramp-then-hold every `period`.
 
@@ -126,6 +132,7 @@ class Cyclical(BetaSchedule):
     [0.0, 0.5, 1.0, 1.0, 0.0]
     """
 
+    NAME = "cyclical"
     PARAMETERS = ("period", "ratio", "start", "stop")
 
     def __init__(self, period=1000, ratio=0.5, start=0.0, stop=1.0):
@@ -139,7 +146,6 @@ class Cyclical(BetaSchedule):
         return _ramp(self.start, self.stop, tau / self.ratio)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Sigmoid(BetaSchedule):
     """Logistic warm-up (Bowman et al. 2016): β = start + (stop − start)·σ((step − midpoint)/width).
 
@@ -152,6 +158,7 @@ class Sigmoid(BetaSchedule):
     0.5
     """
 
+    NAME = "sigmoid"
     PARAMETERS = ("start", "stop", "midpoint_steps", "width_steps")
 
     def __init__(self, start=0.0, stop=1.0, midpoint_steps=1000, width_steps=100):
@@ -164,21 +171,27 @@ class Sigmoid(BetaSchedule):
         return self.start + (self.stop - self.start) / (1.0 + np.exp(-t))
 
 
-_NAMES = {
-    "constant": Constant,
-    "linear": LinearWarmup,
-    "linear_warmup": LinearWarmup,
-    "cyclical": Cyclical,
-    "sigmoid": Sigmoid,
-}
+#: {name: class} of every schedule, by the name each declares.
+SCHEDULES = {cls.NAME: cls for cls in (Constant, LinearWarmup, Cyclical, Sigmoid)}
+#: Other spellings `get` accepts.
+_ALIASES = {"linear_warmup": LinearWarmup}
 
 
 def serialize(schedule):
+    """Keras's config of `schedule` (`keras.saving.serialize_keras_object`)."""
+    import keras  # Only here: the schedules themselves need no Keras.
+
     return keras.saving.serialize_keras_object(schedule)
 
 
 def deserialize(config):
-    return keras.saving.deserialize_keras_object(config)
+    """The schedule of a `serialize` config; this module's classes are
+    found by name, as Keras's `deserialize(module_objects=...)` does."""
+    import keras
+
+    custom = {f"{_PACKAGE}>{cls.__name__}": cls for cls in SCHEDULES.values()}
+    custom.update({cls.__name__: cls for cls in SCHEDULES.values()})  # Serialized unregistered.
+    return keras.saving.deserialize_keras_object(config, custom_objects=custom)
 
 
 def get(identifier, **kwargs):
@@ -192,12 +205,13 @@ def get(identifier, **kwargs):
         return Constant(identifier)
     if isinstance(identifier, dict):
         return deserialize(identifier)
-    if isinstance(identifier, str) and identifier.lower() in _NAMES:
-        cls = _NAMES[identifier.lower()]
+    names = {**SCHEDULES, **_ALIASES}
+    if isinstance(identifier, str) and identifier.lower() in names:
+        cls = names[identifier.lower()]
         try:
             return cls(**kwargs)
         except TypeError as err:
             raise ValueError(f"Bad parameters for the {identifier!r} schedule: {err}.") from None
     raise ValueError(
-        f"Unknown beta schedule {identifier!r}: use one of {sorted(_NAMES)}."
+        f"Unknown beta schedule {identifier!r}: use one of {sorted(names)}."
     )

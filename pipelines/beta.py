@@ -1,67 +1,84 @@
-"""β's one registry: each schedule and controller by name, with its parameters.
+"""β's registry, as a config sees it: each schedule and controller by name,
+with its parameters, derived from the classes.
 
-The `[beta]` table of a config is tagged: the name of one entry of `REGISTRY`
-as a sub-table holding only that entry's parameters,
+The classes declare themselves (`NAME`, `PARAMETERS`; a controller's
+arguments without a default are its required set point), as Keras's
+`deserialize(module_objects=...)` finds classes by name:
+`keras_vae.schedules.SCHEDULES` and `keras_vae.controllers.CONTROLLERS`,
+both free of TensorFlow. This module adds only what a config needs besides:
+a schedule also takes `update_freq` (its `BetaScheduler`'s), and the
+messages.
+
+The `[beta]` table of a config is tagged: the name of one schedule or
+controller as a sub-table holding only its parameters,
 
     [beta.linear]
     warmup_steps = 2000
 
 and `resolve` turns it into the flat dict the pipelines pass around,
 `{"schedule": "linear", "start": 0.0, ...}`, rejecting unknown names, keys
-the entry does not take and missing required ones. `callback` builds the
-Keras callback that writes β during `fit`. This module declares; it imports
-Keras only when `callback` builds, so a config can be checked without it.
+the entry does not take and missing required ones. The key `schedule` (and
+the flag `--beta-schedule`) names a schedule *or* a controller: config files
+and flags keep that spelling; code and messages say which it is (`Entry.kind`).
+`callback` builds the Keras callback that writes β during `fit`, importing
+Keras only then, so a config is checked without it.
 
 Example:
 
     >>> resolve({"schedule": "constant", "value": 0.5}, {"update_freq": "batch"})
     {'schedule': 'constant', 'value': 0.5, 'update_freq': 'batch'}
+    >>> REGISTRY["geco"].kind, REGISTRY["geco"].required
+    ('controller', ('tolerance',))
 """
 
 import dataclasses
-import importlib
+import inspect
+
+from keras_vae import controllers
+from keras_vae import schedules
+
+_SCHEDULE_FREQ = ("update_freq",)  # BetaScheduler's own argument, not the schedule's.
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One β source: `cls` ("module:Class"), its parameters, and which of
-    them must be set (a controller's set point)."""
+    """One source of β, a `BetaSchedule` or a `Controller` class, with what
+    a config may set of it."""
 
-    cls: str
-    parameters: tuple
-    required: tuple = ()
-    controller: bool = False
+    cls: type
+
+    @property
+    def controller(self):
+        return issubclass(self.cls, controllers.Controller)
 
     @property
     def kind(self):
         return "controller" if self.controller else "schedule"
 
+    @property
+    def parameters(self):
+        """The keys of its `[beta.<name>]` table."""
+        return self.cls.PARAMETERS if self.controller else (*self.cls.PARAMETERS,
+                                                            *_SCHEDULE_FREQ)
 
-_SCHEDULE_FREQ = ("update_freq",)  # BetaScheduler's own argument, not the schedule's.
+    @property
+    def required(self):
+        """The parameters without a default (a controller's set point)."""
+        signature = inspect.signature(self.cls).parameters
+        return tuple(name for name in self.cls.PARAMETERS
+                     if signature[name].default is inspect.Parameter.empty)
 
-#: Every name the [beta] table accepts.
-REGISTRY = {
-    "constant": Entry("keras_vae.schedules:Constant", ("value", *_SCHEDULE_FREQ)),
-    "linear": Entry("keras_vae.schedules:LinearWarmup",
-                    ("start", "stop", "warmup_steps", "delay_steps", *_SCHEDULE_FREQ)),
-    "cyclical": Entry("keras_vae.schedules:Cyclical",
-                      ("period", "ratio", "start", "stop", *_SCHEDULE_FREQ)),
-    "sigmoid": Entry("keras_vae.schedules:Sigmoid",
-                     ("start", "stop", "midpoint_steps", "width_steps", *_SCHEDULE_FREQ)),
-    # ControlVAE (Shao et al. 2020) and GECO (Rezende & Viola 2018).
-    "kl_target": Entry("keras_vae.callbacks:KLTargetController",
-                       ("target_rate", "kp", "ki", "beta_min", "beta_max"),
-                       required=("target_rate",), controller=True),
-    "geco": Entry("keras_vae.callbacks:GECO",
-                  ("tolerance", "alpha", "step_size", "beta_min", "beta_max"),
-                  required=("tolerance",), controller=True),
-}
+
+#: Every name the [beta] table accepts: the schedules, then the controllers.
+REGISTRY = {name: Entry(cls) for name, cls in
+            {**schedules.SCHEDULES, **controllers.CONTROLLERS}.items()}
 
 
 def entry(name):
     """The `Entry` called `name`, or a one-line ValueError listing the names."""
     if name not in REGISTRY:
-        raise ValueError(f"Unknown beta schedule {name!r}: use one of {', '.join(REGISTRY)}")
+        raise ValueError(f"Unknown beta schedule or controller {name!r}: use one of "
+                         f"{', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 
@@ -113,15 +130,13 @@ def resolve(beta, defaults=None, names=None):
 def callback(beta, state=None):
     """(the callback that writes β during `fit`, β at step 0) for a resolved
     β dict; `state`: a controller's saved `get_config()`, to resume it."""
+    from keras_vae import callbacks  # Keras, here only.
+
     found = entry(beta["schedule"])
-    module, _, name = found.cls.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    kwargs = {k: v for k, v in beta.items() if k not in ("schedule", *_SCHEDULE_FREQ)
-              and v is not None}
+    kwargs = {k: v for k, v in beta.items() if k in found.cls.PARAMETERS and v is not None}
     if found.controller:
+        cls = callbacks.CONTROLLERS[beta["schedule"]]
         controller = cls.from_config(state) if state else cls(**kwargs)
         return controller, controller.beta
-    from keras_vae import callbacks
-
-    schedule = cls(**kwargs)
+    schedule = found.cls(**kwargs)
     return callbacks.BetaScheduler(schedule, update_freq=beta["update_freq"]), schedule(0)

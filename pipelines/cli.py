@@ -13,11 +13,14 @@ module imports none of them and no TensorFlow: each subcommand imports it.
 """
 
 import importlib
+import logging
 import os
 import pathlib
 import signal
 import sys
 import tempfile
+
+from keras_vae import files  # No TensorFlow: the package imports it lazily.
 
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / "configs" / "default.toml"
 
@@ -105,8 +108,6 @@ def run_command(command):
     run, a run another command writes into); 130 when interrupted, 143 when
     terminated. Other exceptions are bugs and keep their traceback.
     """
-    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
-
     try:
         command()
     except TrainingError as err:
@@ -122,8 +123,32 @@ def run_command(command):
 
 def error(err, status):
     message = getattr(err, "message", None) or str(err)
-    print("keras-vae: error:", " ".join(message.split()), file=sys.stderr)
+    print("keras-vae: error:", in_flags(" ".join(message.split())), file=sys.stderr)
     return status
+
+
+#: The library's arguments, as its messages name them, and this command's
+#: flags for them: `keras_vae` speaks Python, the command translates.
+IN_FLAGS = {"`source`": "--data", "`cache_dir`": "--cache-dir DIR",
+            "`cache=False`": "--cache false"}
+
+
+def in_flags(message):
+    """`message` of the library with its arguments named as flags."""
+    for argument, flag in IN_FLAGS.items():
+        message = message.replace(argument, flag)
+    return message
+
+
+class _InFlags(logging.Filter):
+    """Translates the warnings of the library's data modules (`in_flags`)."""
+
+    def filter(self, record):
+        record.msg, record.args = in_flags(record.getMessage()), ()
+        return True
+
+
+_IN_FLAGS = _InFlags()
 
 
 def main(argv=None):
@@ -146,6 +171,7 @@ def _dispatch(argv):
     if not argv or argv[0] not in COMMANDS:
         given = f"unknown command {argv[0]!r}" if argv else "no command given"
         return error(f"{given}: use one of {', '.join(COMMANDS)} (see keras-vae --help)", 2)
+    logging.getLogger("keras_vae.data").addFilter(_IN_FLAGS)  # Once: the same filter.
     if argv[0] not in CHECK_BEFORE_TENSORFLOW:
         import_tensorflow_quietly()
     module, _, function = COMMANDS[argv[0]][0].partition(":")

@@ -24,6 +24,7 @@ import types
 
 import tomli_w
 
+from keras_vae import files
 from export import runfolder
 from pipelines import beta as beta_lib
 from pipelines.schema import TABLES, Beta
@@ -241,8 +242,6 @@ def to_toml(config):
 
 def dump_toml(config, path):
     """Writes `to_toml(config)` to `path` atomically."""
-    from keras_vae import files  # Here: `keras_vae` imports TensorFlow.
-
     files.write_text(path, to_toml(config))
 
 

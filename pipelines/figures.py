@@ -17,8 +17,7 @@ from pipelines import answers as answers_lib
 
 #: Views per split in the reconstruction grid; enlarged to this many px a side.
 TRAIN_COLUMNS, HELD_OUT_COLUMNS, CELL = 6, 4, 96
-#: Traversal values, in prior standard deviations, and dimensions shown.
-TRAVERSAL_VALUES = np.linspace(-2.5, 2.5, 8)
+#: Latent dimensions shown in a traversal (at `plotting.TRAVERSAL_VALUES`).
 TRAVERSAL_DIMS = 4
 
 
@@ -106,8 +105,8 @@ def traversals(objective, model, x, path):
     kl = diagnostics.latent_statistics(model, x)["kl_per_dim"]
     dims = [int(d) for d in np.argsort(-kl)[:TRAVERSAL_DIMS]]
     z = model.posterior_factors(x[:1]).loc.numpy()[0]
-    rows = plotting.latent_traversals(model, z, dims, TRAVERSAL_VALUES)
-    rows = rows.reshape(len(dims), len(TRAVERSAL_VALUES), *rows.shape[1:])
+    rows = plotting.latent_traversals(model, z, dims, plotting.TRAVERSAL_VALUES)
+    rows = rows.reshape(len(dims), len(plotting.TRAVERSAL_VALUES), *rows.shape[1:])
     plotting.labelled_comparison(
         list(rows), [f"z{d} ({kl[d]:.1f} nats)" for d in dims], path,
         title=f"{objective.label}: one training view, its highest-KL dimensions swept ±2.5 sd",

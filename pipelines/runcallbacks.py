@@ -10,7 +10,7 @@ import time
 import keras
 
 from keras_vae import callbacks as callbacks_lib
-from keras_vae import monitoring
+from keras_vae import collapse
 from export import runfolder
 from pipelines import checkpoints
 from pipelines import cli
@@ -36,8 +36,8 @@ class StopOnNonFinite(callbacks_lib.TerminateOnNonFinite):
         )
 
 
-class CollapseAlarm(monitoring.CollapseAlarm):
-    """`keras_vae.monitoring.CollapseAlarm` for `keras-vae train`: its remedies
+class CollapseAlarm(collapse.CollapseAlarm):
+    """`keras_vae.collapse.CollapseAlarm` for `keras-vae train`: its remedies
     named as flags, its warning one `keras-vae: warning:` paragraph on stderr."""
 
     REMEDIES = {

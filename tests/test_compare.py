@@ -174,9 +174,9 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_labels_draw_every_symbol_of_the_objectives():
     # The report's row labels are pixels: a font without ‖, −, σ, β, ², × or →
     # draws the same empty box for each of them (Pillow's default did).
-    from keras_vae import plotting
+    from keras_vae import grids
 
-    font = plotting._font()
+    font = grids._font()
     missing = font.getmask("\uffff").getbbox()  # A noncharacter: the font's "no glyph" box.
     for symbol in "‖−σβ²×→x̂":
         assert font.getmask(symbol).getbbox() != missing, symbol

@@ -247,3 +247,12 @@ def test_keras_vae_train_raises_the_alarm_and_its_flags_set_the_thresholds(tmp_p
     assert train_lib.main([*flags, *off]) == 0
     assert "posterior collapse" not in capfd.readouterr().err
     assert _alarm_texts(tmp_path / "off" / "logs") == []
+
+
+def test_monitoring_keeps_its_public_names_after_the_split():
+    from keras_vae import collapse, glossary, monitoring, summaries
+
+    assert monitoring.CollapseAlarm is collapse.CollapseAlarm
+    assert monitoring.PosteriorCollapseWarning is collapse.PosteriorCollapseWarning
+    assert monitoring.METRICS is glossary.METRICS
+    assert monitoring.custom_scalars_layout is summaries.custom_scalars_layout

@@ -242,6 +242,28 @@ def test_cli_errors_are_one_line(tmp_path):
     code, lines = run_cli(*TINY_FLAGS, "--data", str(tmp_path / "missing"))
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("keras-vae: error: ") and "missing" in lines[0]
+    # The library names its argument (`source`); the command says its flag.
+    assert "--data" in lines[0] and "`source`" not in lines[0], lines
+
+
+def test_the_command_says_flags_where_the_library_says_arguments(caplog):
+    """`keras_vae`'s data modules name their arguments; `keras-vae` shows its
+    flags instead, in errors (`cli.error`) and in the data warnings."""
+    import logging
+
+    from keras_vae import arrays, images
+
+    assert "`source`" in arrays.WHAT_TO_DO and "--" not in arrays.WHAT_TO_DO
+    assert cli.in_flags(arrays.WHAT_TO_DO).startswith("pass a folder of images as --data, ")
+    logger = logging.getLogger("keras_vae.data")
+    logger.addFilter(cli._IN_FLAGS)
+    try:
+        with caplog.at_level(logging.WARNING):
+            images.logger.warning("pass `cache_dir` to cache elsewhere, `cache=False` to stop")
+    finally:
+        logger.removeFilter(cli._IN_FLAGS)
+    assert caplog.records[-1].getMessage() == (
+        "pass --cache-dir DIR to cache elsewhere, --cache false to stop")
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -295,7 +317,7 @@ def test_beta_table_is_tagged_and_takes_only_its_own_keys(tmp_path):
                        r"\[beta.sigmoid\] \(instead of \[beta\] with schedule = \"sigmoid\"\)"):
         config_lib.load_config(path)
     path.write_text("[beta.warmup]\nstop = 2.0\n")
-    with pytest.raises(ValueError, match="Unknown beta schedule 'warmup': use one of constant"):
+    with pytest.raises(ValueError, match="Unknown beta schedule or controller 'warmup': use one of constant"):
         config_lib.load_config(path)
 
 
@@ -314,3 +336,11 @@ def test_the_private_keras_fix_is_refused_on_an_unchecked_keras(monkeypatch):
     with pytest.raises(ValueError, match=r"--strategy multiworker relies on a fix checked with "
                        r"Keras 3\.15\.x, not 3\.99\.0"):
         distribution.make_strategy("multiworker")
+
+
+def test_the_old_callback_names_still_work_with_a_deprecation_warning():
+    from pipelines import runcallbacks
+
+    with pytest.warns(DeprecationWarning, match="use pipelines.runcallbacks.StopOnNonFinite"):
+        from pipelines.callbacks import StopOnNaN
+    assert StopOnNaN is runcallbacks.StopOnNonFinite

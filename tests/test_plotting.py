@@ -152,3 +152,17 @@ def test_importing_the_library_leaves_matplotlibs_backend_alone(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "svg"
     assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plotting_keeps_its_public_names_after_the_split():
+    """`keras_vae.plotting` stays the one name to import for pictures: the
+    grids (`keras_vae.grids`) and the plot (`keras_vae.rate_distortion`)
+    are importable from it as before."""
+    from keras_vae import grids, plotting, rate_distortion
+
+    for name in ("labelled_comparison", "labelled_grid", "image_grid", "comparison_grid",
+                 "save_png", "GRID_COLUMNS", "PAD_VALUE", "FONT_SIZE"):
+        assert getattr(plotting, name) is getattr(grids, name), name
+    assert plotting.save_figure is rate_distortion.save_figure
+    assert plotting.rate_distortion_plot is rate_distortion.rate_distortion_plot
+    assert callable(plotting.latent_traversals) and plotting.GRID_COLUMNS == 8

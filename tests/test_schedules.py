@@ -138,3 +138,34 @@ def test_callbacks_round_trip_through_keras_serialization():
     cb = callbacks.BetaScheduler(schedules.Cyclical(period=40), update_freq="batch")
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cb))
     assert again.schedule == cb.schedule and again.update_freq == "batch"
+
+
+def test_the_classes_are_the_registry_of_beta():
+    """`pipelines.beta` restates nothing: its names, keys and required set
+    points are the classes' own declarations, and the callbacks run them."""
+    from keras_vae import controllers
+    from pipelines import beta
+
+    assert set(beta.REGISTRY) == set(schedules.SCHEDULES) | set(controllers.CONTROLLERS)
+    for name, cls in schedules.SCHEDULES.items():
+        assert cls.NAME == name and beta.REGISTRY[name].cls is cls
+        assert beta.REGISTRY[name].parameters == (*cls.PARAMETERS, "update_freq")
+        assert schedules.deserialize(schedules.serialize(cls())) == cls()
+    for name, cls in controllers.CONTROLLERS.items():
+        assert beta.REGISTRY[name].parameters == cls.PARAMETERS
+        assert issubclass(callbacks.CONTROLLERS[name], cls)
+        assert isinstance(callbacks.CONTROLLERS[name], type) and callbacks.CONTROLLERS[name].NAME == name
+    assert beta.REGISTRY["kl_target"].required == ("target_rate",)
+    controller, beta0 = beta.callback(beta.resolve({"schedule": "geco", "tolerance": 9.0}))
+    assert isinstance(controller, callbacks.GECO) and beta0 == controller.beta == 1.0
+    assert controllers.GECO.from_config(controller.get_config()).get_config() == \
+        controller.get_config()
+
+
+def test_the_controllers_examples_run():
+    import doctest
+
+    from keras_vae import controllers
+
+    result = doctest.testmod(controllers)
+    assert result.attempted > 0 and result.failed == 0

@@ -12,14 +12,18 @@ Keras finds a saved class only if its module has run
 `keras.saving.register_keras_serializable`, and imports no module outside
 `keras*` to find one. So the modules of `SERIALIZABLE` are imported, and their
 classes registered, as soon as Keras is there to register them with: at
-`import keras_vae` if Keras is already imported, else at the first use of a
-class or function below (`keras_vae.VAE`, `keras_vae.build_model`, ...); a
-module (`keras_vae.callbacks`) is imported alone. `import keras`
-then `import keras_vae` is enough for `keras.saving.load_model` to read a
-`.keras` file of ours; so is `keras_vae.register_serializables()`.
+`import keras_vae` if Keras is already imported, else as soon as Keras and
+TensorFlow (which import each other) have both finished importing
+(`_RegisterAfterKeras`), or at the first use of a class or function below
+(`keras_vae.VAE`, `keras_vae.build_model`, ...), whichever comes first; a
+module (`keras_vae.callbacks`) is imported alone. So `keras.saving.load_model`
+reads a `.keras` file of ours whichever of `import keras` and
+`import keras_vae` came first.
 """
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import sys
 
 __version__ = "0.1.0"
@@ -53,6 +57,8 @@ __all__ = [*_LAZY, "register_serializables"]
 def register_serializables():
     """Imports the modules of `SERIALIZABLE` (and so TensorFlow and Keras),
     registering every class of ours that a saved file can name."""
+    # Our imports of Keras must not start the post-import hook again.
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterKeras)]
     for module in SERIALIZABLE:
         importlib.import_module(module)
 
@@ -76,5 +82,40 @@ def __dir__():
     return sorted({*globals(), *_LAZY})
 
 
+def _initializing(name):
+    return getattr(getattr(sys.modules.get(name), "__spec__", None), "_initializing", False)
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """A post-import hook: once `keras` and `tensorflow` have both run, our
+    classes are registered, before the user's next line can load a file.
+
+    Each imports the other, so it fires when the outer of the two finishes
+    (the inner one is complete then, the outer executed; registering imports
+    it again, which the importer's re-entrant module lock allows)."""
+
+    PACKAGES = ("keras", "tensorflow")
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.PACKAGES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            others = [p for p in self.PACKAGES if p != name]
+            if self in sys.meta_path and all(
+                    p in sys.modules and not _initializing(p) for p in others):
+                register_serializables()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules:  # Keras is paid for already: register now, as an eager import would.
     register_serializables()
+elif not any(isinstance(f, _RegisterAfterKeras) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKeras())

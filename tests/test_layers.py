@@ -135,6 +135,8 @@ def test_a_saved_model_loads_after_import_keras_vae(tmp_path):
     path = tmp_path / "ae.keras"
     keras_vae.build_autoencoder((8, 8, 1), latent_dim=2, filters=(4, 8)).save(path)
     for imports in ("import keras, keras_vae",  # Keras first: registered at import.
+                    "import keras_vae, keras",  # Ours first: registered once Keras is.
+                    "import keras_vae, tensorflow, keras",
                     "import keras_vae, keras; keras_vae.register_serializables()"):
         script = f"{imports}; import sys; print(type(keras.saving.load_model(sys.argv[1])).__name__)"
         result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,

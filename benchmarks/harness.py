@@ -17,8 +17,10 @@ import tensorflow as tf
 
 from benchmarks import input_pipeline, memory, quality, timing, workloads
 from benchmarks.results import LiveRate, Results, Row, Spread
-from benchmarks.workloads import FULL, GPU, QUICK, tiny  # noqa: F401  (the presets)
+from benchmarks.workloads import FULL, GPU, QUICK, tiny
 from keras_vae import precision as precision_lib
+
+__all__ = ["FULL", "GPU", "QUICK", "tiny", "run", "load_average", "machine"]
 
 
 def run(settings, log=print):

@@ -35,6 +35,9 @@ LOG_VARIANCE_BOUNDS = (-50.0, 20.0)
 class VAE(TrainingSteps):
     """A variational autoencoder with an explicit, scheduled β.
 
+    The steps `fit`, `evaluate` and `predict` run, the guard against
+    non-finite training steps included, are `steps.TrainingSteps`'s.
+
     Args:
         encoder: Keras model, images [B, H, W, C] -> [B, 2·latent_dim]: the
             posterior mean, then the log-variance, of a diagonal Gaussian q(z|x).

@@ -169,7 +169,7 @@ def test_every_command_builds_its_model_in_the_requested_precision(digits):
     """train, evaluate's baseline, compare and the benchmarks build through
     `keras_vae.build_model`: each model computes in the precision asked for
     (compare's used to train float32 whatever --precision said)."""
-    from benchmarks import harness
+    from benchmarks import workloads
     from pipelines import compare
     from pipelines import config as config_lib
     from pipelines import evaluate
@@ -183,8 +183,8 @@ def test_every_command_builds_its_model_in_the_requested_precision(digits):
         built[objective.key] = compare.build_model(objective, config, SHAPE)
     images = tf.data.Dataset.from_tensor_slices(digits[:16]).batch(8)
     built["baseline"] = evaluate.train_baseline(config, images, 1, 1, "mixed_bfloat16", 0)
-    arch = harness.Architecture("8x8x1", SHAPE, (4, 8), 2, "bernoulli", "digits")
-    built["benchmark"] = harness.build_model(arch, "keras-vae", "mixed_bfloat16", False)
+    arch = workloads.TINY_ARCHITECTURE
+    built["benchmark"] = workloads.build_model(arch, "keras-vae", "mixed_bfloat16", False)
     assert {name: m.precision for name, m in built.items()} == dict.fromkeys(
         built, "mixed_bfloat16")
     assert isinstance(built["autoencoder"], keras_vae.Autoencoder)

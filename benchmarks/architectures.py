@@ -1,0 +1,202 @@
+"""Conv against resnet, Gaussian against logistic mixture, at equal wall-clock budget.
+
+    python -m benchmarks.architectures [--minutes 4] [--output-dir docs/architectures]
+
+On the default config (pipelines/configs/default.toml: the paintings, 32×32×3
+random crops, filters 64,128, latent 128, batch 32, automatic precision, the
+β warm-up) it trains each (architecture, likelihood) of `VARIANTS`, one after
+another, for the same wall-clock minutes (tracing and compiling included),
+then measures: PSNR of the deterministic reconstructions on the training
+views and on the held-out views, 10·log10(1/mean MSE) over all their pixels
+(the project's one PSNR), dB; the ELBO, nats per image, and the exact 8-bit
+bits/dim from the ELBO and from the IWAE bound (k = `IWAE_K`) on the held-out
+views (`keras_vae.evaluation.evaluate`); training images per second after
+the first step. It prints the CPU and the load, a table, and writes
+architectures.json, samples.png and reconstructions.png into --output-dir, and
+its section of BENCHMARKS.md (between its own markers; other sections are
+left as they are).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+
+import keras_vae
+from benchmarks import data_scaling
+from keras_vae import evaluation
+from keras_vae import plotting
+from pipelines import beta as beta_lib
+from pipelines import cli
+from pipelines import config as config_lib
+from pipelines import datasets
+
+#: (architecture, likelihood) pairs, trained in this order.
+VARIANTS = (("conv", "gaussian_optimal"), ("resnet", "gaussian_optimal"),
+            ("conv", "discretized_logistic_mixture"),
+            ("resnet", "discretized_logistic_mixture"))
+IWAE_K = 100
+#: Short names of the likelihoods, for the pictures' rows.
+SHORT = {"gaussian_optimal": "σ-VAE Gaussian", "discretized_logistic_mixture": "logistic mixture"}
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+START, END = "<!-- architectures:start -->", "<!-- architectures:end -->"
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops `fit` after `seconds` of wall-clock time; counts steps and the
+    time from the end of the first step (img/s without tracing)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.steps, self.start, self.first = seconds, 0, None, None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.model.stop_training = now - self.start >= self.seconds
+
+
+def train(config, architecture, likelihood, seconds, sets):
+    """The model of `config` with `architecture` and `likelihood`, trained for
+    `seconds`; (model, its TimeBudget)."""
+    keras.utils.set_random_seed(config["train"]["seed"])
+    d = config["data"]
+    shape = (d["image_size"], d["image_size"], d["channels"])
+    beta_cb, beta0 = beta_lib.callback(config["beta"])
+    spec = config_lib.model_spec(config, shape, architecture=architecture,
+                                 likelihood=likelihood, beta=beta0)
+    model = keras_vae.build_model(spec, config["train"]["learning_rate"])
+    budget = TimeBudget(seconds)
+    model.fit(sets["train"].repeat(), epochs=10_000, steps_per_epoch=100, verbose=0,
+              callbacks=[beta_cb, budget])
+    return model, budget
+
+
+def psnr(model, images):
+    """10·log10(1/mean MSE) of the reconstructions of `images`, dB."""
+    return float(evaluation.psnr(np.mean((np.asarray(model(images)) - images) ** 2)))
+
+
+def measure(model, budget, sets):
+    """The row of one trained model."""
+    numbers = evaluation.evaluate(model, sets["held_out"], k=IWAE_K, progress=False)
+    batch = int(next(iter(sets["train"])).shape[0])
+    return {
+        "steps": budget.steps,
+        "img_per_s": (budget.steps - 1) * batch / (time.perf_counter() - budget.first),
+        "train_psnr": psnr(model, sets["train_views"]),
+        "held_out_psnr": psnr(model, sets["held_out_images"]),
+        "elbo": numbers["elbo"],
+        "rate": numbers["rate"],
+        "bits_per_dim_elbo": numbers["bits_per_dim_elbo"],
+        "bits_per_dim_iwae": numbers["bits_per_dim_iwae"],
+        "precision": model.precision,
+    }
+
+
+def data(config):
+    """The training set, the training views and the held-out views of `config`."""
+    train_ds, val_ds, _ = datasets.from_config(config)
+    return {
+        "train": train_ds,
+        "held_out": val_ds,
+        "held_out_images": datasets.first_images(val_ds, 10_000),
+        "train_views": datasets.first_images(datasets.training_views(config), 10_000),
+    }
+
+
+def table(rows):
+    """The Markdown table, one line per variant."""
+    lines = ["| architecture | likelihood | load before | steps | img/s | training-view PSNR, dB | "
+             "held-out PSNR, dB | held-out ELBO, nats/image | bits/dim (−ELBO) | "
+             f"bits/dim (−IWAE, k = {IWAE_K}) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['architecture']} | {r['likelihood']} | {r['load_average'][0]:.1f} | "
+            f"{r['steps']} | {r['img_per_s']:.0f} | "
+            f"{r['train_psnr']:.2f} | {r['held_out_psnr']:.2f} | {r['elbo']:.1f} | "
+            f"{r['bits_per_dim_elbo']:.3f} | {r['bits_per_dim_iwae']:.3f} |")
+    return "\n".join(lines)
+
+
+def section(rows, header, minutes, folder, uptime):
+    return f"""## Architectures and likelihoods (`python -m benchmarks.architectures`)
+
+{header}. Each model trained {minutes:g} min of wall-clock time (tracing included), one
+after another, on cores shared with other work: the budgets are equal in wall-clock, not in
+CPU time. Load before: the 1-minute load average when the model started (2 cores: above 2,
+other work was waiting for them); `uptime` after the last model: {uptime}.
+
+{table(rows)}
+
+Default config otherwise (paintings, 32×32×3 random crops, filters 64,128, latent 128,
+batch 32, β warm-up 0 → 1 over 200 steps). PSNR = 10·log10(1/mean MSE) of the deterministic
+reconstructions (posterior mean, likelihood mean) on the five fixed views per training
+picture and per held-out picture. ELBO and bits/dim on the held-out views; bits/dim are exact
+for 8-bit data (the images quantised to 256 levels; the Gaussian discretised with edge bins
+to ±∞). img/s: training images per second after the first step.
+Samples: `{folder}/samples.png`; held-out reconstructions: `{folder}/reconstructions.png`.
+"""
+
+
+def pictures(models, sets, folder):
+    """The samples and held-out reconstructions of every model, one row each."""
+    labels = [name for name, _ in models]
+    samples = [np.asarray(m.sample(plotting.GRID_COLUMNS, seed=0)) for _, m in models]
+    plotting.labelled_comparison(samples, labels, folder / "samples.png",
+                                 title="Decoded z ~ N(0, I) (likelihood mean)")
+    x = sets["held_out_images"][:plotting.GRID_COLUMNS]
+    recons = [x] + [np.asarray(m(x)) for _, m in models]
+    plotting.labelled_comparison(recons, ["held-out data"] + labels,
+                                 folder / "reconstructions.png",
+                                 title="Held-out reconstructions (posterior mean)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.architectures",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=4.0, help="budget per model [4]")
+    parser.add_argument("--output-dir", default="docs/architectures",
+                        help="where the JSON and the pictures go [docs/architectures]")
+    parser.add_argument("--benchmarks-md", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    folder = pathlib.Path(args.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config_lib.load_config(cli.DEFAULT_CONFIG)
+    header = f"{data_scaling.cpu()}; precision auto"
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print(header, flush=True)
+    sets, rows, models = data(config), [], []
+    for architecture, likelihood in VARIANTS:
+        load = os.getloadavg()
+        print(f"{architecture} / {likelihood}: load average {load[0]:.2f} {load[1]:.2f} "
+              f"{load[2]:.2f}", flush=True)
+        model, budget = train(config, architecture, likelihood, args.minutes * 60, sets)
+        row = {"architecture": architecture, "likelihood": likelihood, "load_average": load,
+               **measure(model, budget, sets)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        models.append((f"{architecture}, {SHORT[likelihood]}", model))
+    pictures(models, sets, folder)
+    (folder / "architectures.json").write_text(json.dumps(
+        {"machine": header, "minutes_per_model": args.minutes, "rows": rows}, indent=1) + "\n")
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    text = section(rows, header, args.minutes, folder, uptime)
+    data_scaling.write_markdown(args.benchmarks_md, text, START, END)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

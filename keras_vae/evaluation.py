@@ -15,8 +15,8 @@ discretised logistic mixture, its own NLL. `evaluate` returns them as
 quantised to 8 bits, round(x·255)/255: exact for 8-bit data, and for data
 off the grid (resized crops) exact for the image as an 8-bit file stores it.
 The older dequantised-density figure, (−log p(x) + D·ln 255)/(D·ln 2),
-leaves out the mass outside [0, 1]: on saturated pixels it is far above the
-exact one (digits: 8.19 against 4.68 bits/dim).
+leaves out the mass outside [0, 1]: on saturated pixels (exactly 0 or 1) it is
+far above the exact one.
 
 The baseline is the same encoder and decoder trained as a deterministic
 autoencoder (`keras_vae.autoencoder`: β = 0, no sampling): the best reconstruction the architecture

@@ -62,6 +62,12 @@ class DiscretizedLogisticMixture(Likelihood):
         height, width, channels = image_shape
         return (height, width, channels * 3 * self.components)
 
+    def distribution(self, params):
+        raise NotImplementedError(
+            "DiscretizedLogisticMixture is a pmf over the 8-bit levels without a TFP "
+            "distribution here: use its nll, log_mass and mean."
+        )
+
     def _split(self, params):
         """(log π, μ, s), each [B, H, W, C, K], float32."""
         params = tf.cast(params, "float32")

@@ -244,6 +244,36 @@ def test_evaluate_writes_report_and_reuses_baseline(run_dir):
     assert (run_dir / "baseline_autoencoder-1x26.keras").is_file()
 
 
+def test_evaluate_of_a_resnet_gaussian_run_reports_exact_and_dequantised_bits(tmp_path):
+    # The config's architecture reaches the run's networks and the baseline's;
+    # eval.json's bits/dim are the exact 8-bit ones, the density's labelled.
+    from pipelines import config as config_lib
+    from pipelines import evaluate
+    from pipelines import train
+
+    config = config_lib.load_config(overrides={
+        "data.source": "digits", "data.image_size": 8, "data.channels": 1,
+        "model.latent_dim": 2, "model.filters": [4], "model.architecture": "resnet",
+        "model.likelihood": "gaussian_optimal", "beta.schedule": "constant",
+        "train.epochs": 1, "train.batch_size": 128, "train.output_dir": str(tmp_path),
+        "train.run_name": "resnet",
+    })
+    run_dir = train.train(config, verbose=0)
+    report = evaluate.evaluate_run(run_dir, k=4, baseline_epochs=1, verbose=0)
+    vae, shape = report["vae"], (8, 8, 1)
+    bits = vae["bits_per_dim"]
+    assert bits["negative_elbo"] == pytest.approx(-vae["elbo_8bit"] / (64 * math.log(2)))
+    assert bits["negative_iwae"] == pytest.approx(-vae["iwae_8bit"] / (64 * math.log(2)))
+    assert bits["dequantised"]["negative_elbo"] == pytest.approx(
+        evaluation.bits_per_dim(-vae["elbo"], shape, evaluation.EIGHT_BIT_BIN))
+    assert "exact 8-bit" in report["bits_per_dim"] and "dequantised" in report["bits_per_dim"]
+    assert "(dequantised)" in (run_dir / "eval.md").read_text()
+    baseline = keras.saving.load_model(run_dir / report["autoencoder"]["training"]["file"])
+    for model in (keras.saving.load_model(run_dir / "model.keras"), baseline):
+        assert any(isinstance(layer, keras.layers.GroupNormalization)
+                   for layer in model.encoder.layers)
+
+
 def test_baseline_is_scored_with_the_vaes_sigma(digits):
     # Like for like: the autoencoder's reconstruction NLL under the VAE's own
     # Gaussian, recomputed in numpy from its MSE and the VAE's σ.

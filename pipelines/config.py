@@ -45,6 +45,11 @@ RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
                         "data.cache", "data.cache_dir")
 
 
+#: Keys added after runs were first named, with their defaults: at the
+#: default they are left out of `run_name`'s hash, so a run named before them
+#: keeps its name (and resumes).
+LATER_DEFAULTS = {"model.architecture": "conv"}
+
 #: The largest seed NumPy and TensorFlow take (`keras.utils.set_random_seed`).
 MAX_SEED = 2**32 - 1
 
@@ -279,7 +284,7 @@ def run_name(config):
     # + 0.0 makes -0.0 0.0: one config, one name.
     key = {k: v + 0.0 if isinstance(v, float) else v
            for k, v in flatten(config).items()
-           if k not in RUN_INDEPENDENT_KEYS}
+           if k not in RUN_INDEPENDENT_KEYS and LATER_DEFAULTS.get(k, ()) != v}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
     name = "-".join([
         pathlib.Path(str(config["data"]["source"])).name or "data",

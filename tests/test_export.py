@@ -17,7 +17,7 @@ from ai_edge_litert import interpreter as litert
 from PIL import Image
 
 import keras_vae
-from keras_vae import precision
+from keras_vae import precision as precision_lib
 from export import ExportError
 from export import common
 from export import export_run
@@ -93,13 +93,13 @@ def gaussian_run(tmp_path_factory):
 def decode(model, z):
     """The Keras reference of an exported decoder: the same weights in
     float32 networks (what exports ship, whatever the training precision)."""
-    decoder = precision.as_float32(model.decoder)
+    decoder = precision_lib.as_float32(model.decoder)
     return model.likelihood.mean(decoder(z, training=False)).numpy()
 
 
 def encode(model, image):
     """The float32 encoder's output, as `decode`."""
-    return precision.as_float32(model.encoder)(image, training=False).numpy()
+    return precision_lib.as_float32(model.encoder)(image, training=False).numpy()
 
 
 def tree_hashes(folder):

@@ -18,24 +18,23 @@ left as they are).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import time
+import tomllib
 
 import keras
 import numpy as np
 
 import keras_vae
 from benchmarks import data_scaling
+from keras_vae import data as data_lib
 from keras_vae import evaluation
 from keras_vae import plotting
-from pipelines import beta as beta_lib
-from pipelines import cli
-from pipelines import config as config_lib
-from pipelines import datasets
 
 #: (architecture, likelihood) pairs, trained in this order.
 VARIANTS = (("conv", "gaussian_optimal"), ("resnet", "gaussian_optimal"),
@@ -68,19 +67,41 @@ class TimeBudget(keras.callbacks.Callback):
         self.model.stop_training = now - self.start >= self.seconds
 
 
-def train(config, architecture, likelihood, seconds, sets):
-    """The model of `config` with `architecture` and `likelihood`, trained for
-    `seconds`; (model, its TimeBudget)."""
-    keras.utils.set_random_seed(config["train"]["seed"])
-    d = config["data"]
-    shape = (d["image_size"], d["image_size"], d["channels"])
-    beta_cb, beta0 = beta_lib.callback(config["beta"])
-    spec = config_lib.model_spec(config, shape, architecture=architecture,
-                                 likelihood=likelihood, beta=beta0)
-    model = keras_vae.build_model(spec, config["train"]["learning_rate"])
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What the default config (pipelines/configs/default.toml, read as a
+    file: the benchmarks import the library alone) says of data and training."""
+
+    data: dict
+    model: dict
+    warmup: dict
+    train: dict
+
+    @classmethod
+    def read(cls, path=ROOT / "pipelines" / "configs" / "default.toml"):
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+        return cls(config["data"], config["model"], config["beta"]["linear"], config["train"])
+
+    def spec(self, architecture, likelihood):
+        m, d = self.model, self.data
+        return keras_vae.ModelSpec(
+            (d["image_size"], d["image_size"], d["channels"]), m["latent_dim"], likelihood,
+            tuple(m["filters"]), m["kernel_size"], architecture, self.train["precision"],
+            beta=self.warmup["start"], kl=m["kl"], free_bits=m["free_bits"],
+            seed=self.train["seed"])
+
+
+def train(setup, architecture, likelihood, seconds, sets):
+    """The default config's model with `architecture` and `likelihood`,
+    trained for `seconds` with its β warm-up; (model, its TimeBudget)."""
+    keras.utils.set_random_seed(setup.train["seed"])
+    model = keras_vae.build_model(setup.spec(architecture, likelihood),
+                                  setup.train["learning_rate"])
+    beta = keras_vae.callbacks.BetaScheduler(keras_vae.schedules.LinearWarmup(**setup.warmup))
     budget = TimeBudget(seconds)
     model.fit(sets["train"].repeat(), epochs=10_000, steps_per_epoch=100, verbose=0,
-              callbacks=[beta_cb, budget])
+              callbacks=[beta, budget])
     return model, budget
 
 
@@ -106,15 +127,23 @@ def measure(model, budget, sets):
     }
 
 
-def data(config):
-    """The training set, the training views and the held-out views of `config`."""
-    train_ds, val_ds, _ = datasets.from_config(config)
+def data(setup):
+    """The training set, the training views and the held-out views."""
+    d = setup.data
+    args = (d["source"], d["image_size"], d["channels"], setup.train["batch_size"],
+            d["validation_split"], d["seed"])
+    train_ds, val_ds, _ = data_lib.make_datasets(*args)
     return {
         "train": train_ds,
         "held_out": val_ds,
-        "held_out_images": datasets.first_images(val_ds, 10_000),
-        "train_views": datasets.first_images(datasets.training_views(config), 10_000),
+        "held_out_images": first_images(val_ds),
+        "train_views": first_images(data_lib.training_views(*args)),
     }
+
+
+def first_images(ds):
+    """Every image of a finite batched dataset, one numpy array."""
+    return np.concatenate([batch.numpy() for batch in ds])
 
 
 def table(rows):
@@ -188,16 +217,16 @@ def main(argv=None):
                        saved["uptime"])
         data_scaling.write_markdown(args.benchmarks_md, text, START, END)
         return 0
-    config = config_lib.load_config(cli.DEFAULT_CONFIG)
+    setup = Setup.read()
     header = f"{data_scaling.cpu()}; precision auto"
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(header, flush=True)
-    sets, rows, models = data(config), [], []
+    sets, rows, models = data(setup), [], []
     for architecture, likelihood in VARIANTS:
         load = os.getloadavg()
         print(f"{architecture} / {likelihood}: load average {load[0]:.2f} {load[1]:.2f} "
               f"{load[2]:.2f}", flush=True)
-        model, budget = train(config, architecture, likelihood, args.minutes * 60, sets)
+        model, budget = train(setup, architecture, likelihood, args.minutes * 60, sets)
         row = {"architecture": architecture, "likelihood": likelihood, "load_average": load,
                **measure(model, budget, sets)}
         print(json.dumps(row), flush=True)

@@ -292,15 +292,27 @@ _NAMES = {
 }
 
 
+#: Families of likelihoods named by modules of their own (`register`):
+#: name -> (factory of the text after ":", how a message spells the name).
+_FAMILIES = {}
+
+
+def register(name, factory, spelling):
+    """Lets `get` read `name` and "name:<suffix>", made by `factory(suffix)`
+    ("" without one); `spelling` shows the form in error messages. How
+    likelihoods of other modules get names (`keras_vae.logistic_mixture`),
+    as Keras's registry gives them a serialized form."""
+    _FAMILIES[name] = (factory, spelling)
+
+
 def get(identifier):
     """A `Likelihood` from an instance, a name or a serialized config.
 
     Names: "bernoulli", "gaussian" (σ = 0.1), "gaussian_learned",
-    "gaussian_optimal", "gaussian:<sigma>" for a fixed σ, and
-    "discretized_logistic_mixture" (5 components) or
+    "gaussian_optimal", "gaussian:<sigma>" for a fixed σ, and those of
+    `register`: "discretized_logistic_mixture" (5 components) or
     "discretized_logistic_mixture:<K>" (`keras_vae.logistic_mixture`).
     """
-    from keras_vae import logistic_mixture  # It imports this module.
 
     if isinstance(identifier, Likelihood):
         return identifier
@@ -309,8 +321,8 @@ def get(identifier):
     if isinstance(identifier, str):
         name, _, sigma = identifier.lower().partition(":")
         name = name.replace("-", "_")
-        if name == logistic_mixture.NAME:
-            return logistic_mixture.from_name(sigma)
+        if name in _FAMILIES:
+            return _FAMILIES[name][0](sigma)
         if not sigma and name in _NAMES:
             return _NAMES[name]()
         if name == "gaussian" and sigma:
@@ -322,5 +334,5 @@ def get(identifier):
                 return Gaussian(sigma=value)  # Its own one-line error if out of range.
     raise ValueError(
         f"Unknown likelihood {identifier!r}: use one of {sorted(_NAMES)}, "
-        f"'gaussian:<sigma>' or '{logistic_mixture.NAME}[:<K>]'."
+        f"'gaussian:<sigma>'{''.join(f' or {spelling!r}' for _, spelling in _FAMILIES.values())}."
     )

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import discretized
+from keras_vae import likelihoods
 from keras_vae.likelihoods import Likelihood, soft_clip
 
 _PACKAGE = "keras_vae"
@@ -119,3 +120,6 @@ def from_name(suffix):
     except ValueError:
         components = suffix
     return DiscretizedLogisticMixture(components)
+
+
+likelihoods.register(NAME, from_name, f"{NAME}[:<K>]")

@@ -158,14 +158,14 @@ def table(rows):
     return "\n".join(lines)
 
 
-def write_markdown(path, text):
-    """Replaces the region between START and END of `path` (appended at the
-    end if missing) with `text`; the rest of the file is left as it is."""
+def write_markdown(path, text, start=START, end=END):
+    """Replaces the region between `start` and `end` of `path` (appended at
+    the end if missing) with `text`; the rest of the file is left as it is."""
     path = pathlib.Path(path)
     old = path.read_text() if path.exists() else ""
-    region = f"{START}\n{text.strip()}\n{END}"
-    if START in old and END in old:
-        new = old[: old.index(START)] + region + old[old.index(END) + len(END):]
+    region = f"{start}\n{text.strip()}\n{end}"
+    if start in old and end in old:
+        new = old[: old.index(start)] + region + old[old.index(end) + len(end):]
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + region + "\n"
     path.write_text(new)

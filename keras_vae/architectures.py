@@ -1,9 +1,17 @@
-"""Convolutional encoder/decoder pairs for images of any H×W×C."""
+"""Convolutional encoder/decoder pairs for images of any H×W×C.
+
+Two designs, chosen by `architecture` (`ARCHITECTURES`): "conv", strided
+convolutions and one dense layer (this module), and "resnet", residual
+stages with group normalisation (`keras_vae.resnet`). Both halve H and W
+once per entry of `filters`, at that entry's width.
+"""
 
 import keras
 
 from keras_vae import likelihoods as likelihoods_lib
+from keras_vae import logistic_mixture  # noqa: F401  # Registers its likelihood with Keras.
 from keras_vae import precision as precision_lib
+from keras_vae import resnet
 from keras_vae.vae import VAE
 
 
@@ -13,8 +21,12 @@ def _check_image_shape(input_shape, depth):
             f"input_shape must be (height, width, channels) with 1 or 3 channels, "
             f"got {tuple(input_shape)}."
         )
+    _check_sides(input_shape, depth)
+
+
+def _check_sides(shape, depth):
     factor = 2**depth
-    bad = [side for side in input_shape[:2] if side % factor or side < factor]
+    bad = [side for side in shape[:2] if side % factor or side < factor]
     if bad:
         side = bad[0]
         lower = max(factor, side - side % factor)
@@ -49,9 +61,11 @@ def build_decoder(
 ):
     """The encoder's mirror image: dense, then transposed convolutions doubling H and W.
 
-    `dtype`: the layers' dtype policy, as for `build_encoder`.
+    `output_shape`: (H, W, channels of the likelihood's parameters,
+    `Likelihood.params_shape`). `dtype`: the layers' dtype policy, as for
+    `build_encoder`.
     """
-    _check_image_shape(output_shape, len(filters))
+    _check_sides(output_shape, len(filters))
     height, width, channels = output_shape
     factor = 2 ** len(filters)
     x = inputs = keras.Input(shape=(latent_dim,), name="z")
@@ -69,6 +83,13 @@ def build_decoder(
     return keras.Model(inputs, outputs, name=name)
 
 
+#: architecture name -> (build_encoder, build_decoder).
+ARCHITECTURES = {
+    "conv": (build_encoder, build_decoder),
+    "resnet": (resnet.build_encoder, resnet.build_decoder),
+}
+
+
 def build_conv_vae(
     input_shape,
     latent_dim=16,
@@ -76,6 +97,7 @@ def build_conv_vae(
     filters=(32, 64),
     kernel_size=4,
     precision="float32",
+    architecture="conv",
     **vae_kwargs,
 ):
     """A `VAE` with a symmetric convolutional encoder and decoder.
@@ -85,17 +107,27 @@ def build_conv_vae(
             2**len(filters).
         latent_dim: size of z.
         likelihood: a `Likelihood` or its name (see `likelihoods.get`).
-        filters: channel widths of the strided convolutions, one halving each.
-        kernel_size: convolution kernel size.
+        filters: channel widths of the stages, one halving each.
+        kernel_size: kernel size of the strided (down/upsampling) convolutions.
         precision: "float32", "mixed_bfloat16", "mixed_float16" or "auto"
             (see `keras_vae.precision`): the encoder's and decoder's dtype
             policy, set on their layers only (Keras's global policy is left
             alone). The loss terms are float32 whatever it is.
+        architecture: "conv" (strided convolutions) or "resnet" (a residual
+            block per stage, group normalisation; `keras_vae.resnet`).
         **vae_kwargs: passed to `VAE` (beta, prior, kl, free_bits, ...).
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture {architecture!r}: use one of {', '.join(ARCHITECTURES)}."
+        )
     input_shape = tuple(int(s) for s in input_shape)
     filters = tuple(int(f) for f in filters)
+    _check_image_shape(input_shape, len(filters))
     dtype = precision_lib.policy(precision)
-    encoder = build_encoder(input_shape, latent_dim, filters, kernel_size, dtype=dtype)
-    decoder = build_decoder(input_shape, latent_dim, filters, kernel_size, dtype=dtype)
-    return VAE(encoder, decoder, likelihoods_lib.get(likelihood), **vae_kwargs)
+    likelihood = likelihoods_lib.get(likelihood)
+    encode, decode = ARCHITECTURES[architecture]
+    encoder = encode(input_shape, latent_dim, filters, kernel_size, dtype=dtype)
+    decoder = decode(likelihood.params_shape(input_shape), latent_dim, filters, kernel_size,
+                     dtype=dtype)
+    return VAE(encoder, decoder, likelihood, **vae_kwargs)

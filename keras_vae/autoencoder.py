@@ -53,10 +53,11 @@ class Autoencoder(VAE):
 
 def build_autoencoder(
     input_shape, latent_dim=16, likelihood="bernoulli", filters=(32, 64), kernel_size=4,
-    precision="float32",
+    precision="float32", architecture="conv",
 ):
     """An `Autoencoder` with the networks `build_conv_vae` builds for the same
-    arguments, `precision` included (the encoder's log-variance half is left
-    unused)."""
-    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size, precision)
+    arguments, `precision` and `architecture` included (the encoder's
+    log-variance half is left unused)."""
+    vae = build_conv_vae(input_shape, latent_dim, likelihood, filters, kernel_size, precision,
+                         architecture)
     return Autoencoder(vae.encoder, vae.decoder, vae.likelihood, name="autoencoder")

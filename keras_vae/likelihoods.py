@@ -35,6 +35,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_vae import discretized
+
 tfd = tfp.distributions
 
 _PACKAGE = "keras_vae"
@@ -77,6 +79,14 @@ class Likelihood(keras.layers.Layer):
     #: be negative and converts to bits/dim of 8-bit data by dequantisation);
     #: False for a probability mass function.
     is_density = False
+    #: True if `level_nll` gives the exact −log P of 8-bit data (the 256
+    #: levels of each value; `keras_vae.discretized`).
+    eight_bit = False
+
+    def params_shape(self, image_shape):
+        """The decoder's output shape for images of `image_shape` (H, W, C):
+        one real number per pixel value unless the likelihood needs more."""
+        return tuple(image_shape)
 
     def distribution(self, params):
         """p(x|z) as a TFP distribution with event shape [H, W, C]."""
@@ -90,6 +100,14 @@ class Likelihood(keras.layers.Layer):
         `update_state` is how training moves what evaluation uses.
         """
         return -self.distribution(params).log_prob(x)
+
+    def level_nll(self, x, params):
+        """−log P(x) of x's 8-bit levels (`discretized.quantise`), nats per
+        image, [batch]: exact bits/dim of 8-bit data. Only where `eight_bit`."""
+        raise ValueError(
+            f"{type(self).__name__} is no distribution over 8-bit levels: use a Gaussian "
+            "or discretized_logistic_mixture likelihood for bits/dim of 8-bit data."
+        )
 
     def update_state(self, mse):
         """Called by `VAE.train_step` after each step with the batch's mean
@@ -167,6 +185,7 @@ class Gaussian(Likelihood):
     """
 
     is_density = True
+    eight_bit = True
 
     def __init__(self, sigma=0.1, min_log_sigma=-6.0, momentum=0.99, **kwargs):
         super().__init__(**kwargs)
@@ -234,6 +253,15 @@ class Gaussian(Likelihood):
         scale = self._batch_scale(x, params) if training and self.sigma == "optimal" else None
         return -self.distribution(params, scale).log_prob(x)
 
+    def level_nll(self, x, params):
+        """−log P(x) of the 8-bit levels under N(sigmoid(params), σ²)
+        discretised with edge bins to ±∞ (`discretized`), σ as outside
+        training; nats per image, [batch]."""
+        log_mass = discretized.log_level_mass(
+            x, tf.sigmoid(params), self.scale(), discretized.log_normal_cdf,
+            discretized.log_normal_pdf)
+        return -tf.reduce_sum(log_mass, axis=[1, 2, 3])
+
     def update_state(self, mse):
         if self.sigma != "optimal":
             return
@@ -264,12 +292,28 @@ _NAMES = {
 }
 
 
+#: Families of likelihoods named by modules of their own (`register`):
+#: name -> (factory of the text after ":", how a message spells the name).
+_FAMILIES = {}
+
+
+def register(name, factory, spelling):
+    """Lets `get` read `name` and "name:<suffix>", made by `factory(suffix)`
+    ("" without one); `spelling` shows the form in error messages. How
+    likelihoods of other modules get names (`keras_vae.logistic_mixture`),
+    as Keras's registry gives them a serialized form."""
+    _FAMILIES[name] = (factory, spelling)
+
+
 def get(identifier):
     """A `Likelihood` from an instance, a name or a serialized config.
 
     Names: "bernoulli", "gaussian" (σ = 0.1), "gaussian_learned",
-    "gaussian_optimal", or "gaussian:<sigma>" for a fixed σ.
+    "gaussian_optimal", "gaussian:<sigma>" for a fixed σ, and those of
+    `register`: "discretized_logistic_mixture" (5 components) or
+    "discretized_logistic_mixture:<K>" (`keras_vae.logistic_mixture`).
     """
+
     if isinstance(identifier, Likelihood):
         return identifier
     if isinstance(identifier, dict):
@@ -277,6 +321,8 @@ def get(identifier):
     if isinstance(identifier, str):
         name, _, sigma = identifier.lower().partition(":")
         name = name.replace("-", "_")
+        if name in _FAMILIES:
+            return _FAMILIES[name][0](sigma)
         if not sigma and name in _NAMES:
             return _NAMES[name]()
         if name == "gaussian" and sigma:
@@ -287,6 +333,6 @@ def get(identifier):
             if value is not None:
                 return Gaussian(sigma=value)  # Its own one-line error if out of range.
     raise ValueError(
-        f"Unknown likelihood {identifier!r}: use one of {sorted(_NAMES)} "
-        "or 'gaussian:<sigma>'."
+        f"Unknown likelihood {identifier!r}: use one of {sorted(_NAMES)}, "
+        f"'gaussian:<sigma>'{''.join(f' or {spelling!r}' for _, spelling in _FAMILIES.values())}."
     )

@@ -30,8 +30,10 @@ class ModelSpec:
         image_shape: (H, W, C), C = 1 or 3, H and W divisible by 2**len(filters).
         latent_dim: size of z.
         likelihood: a `Likelihood` or its name (`likelihoods.get`).
-        filters: channel widths of the strided convolutions, one halving each.
-        kernel_size: convolution kernel size, pixels.
+        filters: channel widths of the stages, one halving each.
+        kernel_size: kernel size of the strided convolutions, pixels.
+        architecture: "conv" (strided convolutions) or "resnet" (residual
+            stages, group normalisation), `architectures.ARCHITECTURES`.
         precision: the networks' dtype policy: "float32", "mixed_bfloat16",
             "mixed_float16" or "auto" (`keras_vae.precision`); the loss terms
             are float32 whatever it is.
@@ -49,6 +51,7 @@ class ModelSpec:
     likelihood: object = "bernoulli"
     filters: tuple = (32, 64)
     kernel_size: int = 4
+    architecture: str = "conv"
     precision: str = "float32"
     beta: float = 1.0
     free_bits: float = 0.0
@@ -65,11 +68,11 @@ def build_model(spec, learning_rate=1e-3, jit_compile="auto"):
     `jit_compile` is Keras's (`Model.compile`).
     """
     networks = (spec.image_shape, spec.latent_dim, spec.likelihood, spec.filters,
-                spec.kernel_size)
+                spec.kernel_size, spec.precision, spec.architecture)
     if spec.autoencoder:
-        model = build_autoencoder(*networks, precision=spec.precision)
+        model = build_autoencoder(*networks)
     else:
-        model = build_conv_vae(*networks, precision=spec.precision, beta=spec.beta,
+        model = build_conv_vae(*networks, beta=spec.beta,
                                free_bits=spec.free_bits, kl=spec.kl, seed=spec.seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
     return model

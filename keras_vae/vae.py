@@ -125,11 +125,14 @@ class VAE(TrainingSteps):
                 f"2·latent_dim = {2 * self.latent_dim} (posterior mean, then log-variance)."
             )
         dec_out = tuple(self.decoder.output_shape[1:])
-        if dec_out != self.image_shape:
+        needed = tuple(self.likelihood.params_shape(self.image_shape))
+        if dec_out != needed:
+            per_value = needed[-1] // self.image_shape[-1]
             raise ValueError(
                 f"The decoder outputs shape {dec_out} but the encoder takes images "
                 f"of shape {self.image_shape}: the {type(self.likelihood).__name__} "
-                "likelihood needs one decoder output per pixel and channel."
+                f"likelihood needs {'one' if per_value == 1 else per_value} decoder "
+                f"output{'s' * (per_value != 1)} per pixel and channel, {needed}."
             )
 
     # -- Distributions ---------------------------------------------------------

@@ -46,6 +46,11 @@ RUN_INDEPENDENT_KEYS = ("train.run_name", "train.output_dir", "train.epochs",
                         "data.cache", "data.cache_dir", "compare.seeds", "compare.curve_points")
 
 
+#: Keys added after runs were first named, with their defaults: at the
+#: default they are left out of `run_name`'s hash, so a run named before them
+#: keeps its name (and resumes).
+LATER_DEFAULTS = {"model.architecture": "conv"}
+
 #: The largest seed NumPy and TensorFlow take (`keras.utils.set_random_seed`).
 MAX_SEED = 2**32 - 1
 
@@ -262,7 +267,7 @@ def model_spec(config, image_shape, **changes):
     spec = ModelSpec(
         tuple(int(s) for s in image_shape), latent_dim=m["latent_dim"],
         likelihood=m["likelihood"], filters=tuple(m["filters"]), kernel_size=m["kernel_size"],
-        precision=t["precision"], free_bits=m["free_bits"], kl=m["kl"], seed=t["seed"],
+        architecture=m["architecture"], precision=t["precision"], free_bits=m["free_bits"], kl=m["kl"], seed=t["seed"],
     )
     return dataclasses.replace(spec, **changes)
 
@@ -278,7 +283,7 @@ def run_name(config):
     # + 0.0 makes -0.0 0.0: one config, one name.
     key = {k: v + 0.0 if isinstance(v, float) else v
            for k, v in flatten(config).items()
-           if k not in RUN_INDEPENDENT_KEYS}
+           if k not in RUN_INDEPENDENT_KEYS and LATER_DEFAULTS.get(k, ()) != v}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
     name = "-".join([
         pathlib.Path(str(config["data"]["source"])).name or "data",

@@ -10,9 +10,16 @@ RUN_DIR/baseline_autoencoder-<epochs>x<steps>.keras (its training budget is
 its cache key) and scored under the VAE's likelihood (the same σ), by MSE and
 by PSNR. It writes RUN_DIR/eval.json, eval.md and the two PNGs eval.md shows.
 
-bits/dim are of −log p(x): for a density over [0, 1] pixels (Gaussian) they
-are dequantised to 8-bit data, (nll + D·ln 255) / (D·ln 2), comparable with
-published likelihoods; for a Bernoulli likelihood they are a cross-entropy,
+bits/dim, as published (Salimans et al. 2017; Kingma et al. 2016): −log2 P
+of the images quantised to 8 bits, round(x·255)/255, per dimension, under a
+probability mass function over the 256 levels: the Gaussian discretised with
+edge bins to ±∞, or the discretised logistic mixture itself
+(`keras_vae.evaluation`). Exact for 8-bit data; for images off the 8-bit
+grid (resized crops) exact for the image as an 8-bit file stores it. For a
+Gaussian the dequantised-density figure, (nll + D·ln 255) / (D·ln 2), stays
+beside it, labelled: it leaves out the mass outside [0, 1], so on saturated
+pixels it is far above the exact one. For a Bernoulli likelihood, no
+distribution over 8-bit values, bits/dim are a cross-entropy,
 nll / (D·ln 2), comparable only with other Bernoulli runs.
 """
 
@@ -141,25 +148,54 @@ def _evaluate(run_dir, data, k, chunk, batch_size, baseline_epochs, seed, verbos
     return report
 
 
+#: eval.json's "bits_per_dim", what the bits/dim are, per kind of likelihood.
+BITS_MEANING = {
+    "eight_bit": "exact 8-bit bits/dim, as published: −log2 P(x quantised to 8 bits, "
+    "round(x·255)/255) / D, D = H·W·C, under a pmf over the 256 levels (a Gaussian "
+    "discretised with edge bins to ±∞, or the logistic mixture itself)",
+    "dequantised": "the density's, dequantised: (nll + D·ln 255) / (D·ln 2); it leaves out "
+    "the mass outside [0, 1], so it is above the exact figure, far above on saturated pixels",
+    "cross_entropy": "a cross-entropy, nll / (D·ln 2), D = H·W·C: the Bernoulli likelihood is "
+    "no distribution over 8-bit values, so these are not comparable with published "
+    "likelihoods",
+}
+
+
+def _bits(numbers, likelihood, shape):
+    """eval.json's vae.bits_per_dim: the bounds' bits/dim (exact for 8-bit
+    likelihoods, else a cross-entropy), and for a density the dequantised ones."""
+    def bits(nll, bin_width=None):
+        return evaluation.bits_per_dim(nll, shape, bin_width)
+
+    rate = bits(numbers["rate"])
+    if not likelihood.eight_bit:
+        return {"negative_iwae": bits(-numbers["iwae"]), "negative_elbo": bits(-numbers["elbo"]),
+                "distortion": bits(numbers["distortion"]), "rate": rate}
+    result = {"negative_iwae": numbers["bits_per_dim_iwae"],
+              "negative_elbo": numbers["bits_per_dim_elbo"],
+              "distortion": numbers["bits_per_dim_elbo"] - rate, "rate": rate}
+    if likelihood.is_density:
+        result["dequantised"] = {
+            "negative_iwae": bits(-numbers["iwae"], evaluation.EIGHT_BIT_BIN),
+            "negative_elbo": bits(-numbers["elbo"], evaluation.EIGHT_BIT_BIN),
+        }
+    return result
+
+
 def _report(run_dir, source, split, k, vae, numbers, stats, baseline):
     """eval.json: the numbers, their units, and how bits/dim were computed."""
     shape, likelihood = vae.image_shape, vae.likelihood
-    bin_width = evaluation.bin_width(likelihood)
-
-    def bits(nll):
-        return evaluation.bits_per_dim(nll, shape, bin_width)
-
     sigma = likelihood.log_values().get("sigma")
+    kind = "eight_bit" if likelihood.eight_bit else "cross_entropy"
+    meaning = BITS_MEANING[kind] + (
+        "; bits_per_dim.dequantised: " + BITS_MEANING["dequantised"]
+        if likelihood.is_density else "")
+    eight_bit = {key: numbers[key] for key in ("elbo_8bit", "iwae_8bit") if key in numbers}
     return {
         "units": "nats per image; mse in pixel units² ([0, 1] images), the mean over images; "
-        "psnr in dB, 10·log10(1 / mse) of that mean; sigma in pixel units",
-        "bits_per_dim": (
-            "−log p(x) of 8-bit data, dequantised: (nll + D·ln 255) / (D·ln 2), D = H·W·C"
-            if bin_width else
-            "a cross-entropy, nll / (D·ln 2), D = H·W·C: the Bernoulli likelihood is no "
-            "distribution over 8-bit values, so these are not comparable with published "
-            "likelihoods"
-        ),
+        "psnr in dB, 10·log10(1 / mse) of that mean; sigma in pixel units; bits_per_dim in "
+        "bits per pixel and channel",
+        "bits_per_dim": meaning,
         "run": str(run_dir),
         "data": str(source),
         "split": split,
@@ -171,17 +207,13 @@ def _report(run_dir, source, split, k, vae, numbers, stats, baseline):
         "vae": {
             "elbo": numbers["elbo"],
             "iwae": numbers["iwae"],
+            **eight_bit,
             "rate": numbers["rate"],
             "distortion": numbers["distortion"],
             "reconstruction_distortion": numbers["recon_nll"],
             "reconstruction_mse": numbers["recon_mse"],
             "reconstruction_psnr": numbers["recon_psnr"],
-            "bits_per_dim": {
-                "negative_iwae": bits(-numbers["iwae"]),
-                "negative_elbo": bits(-numbers["elbo"]),
-                "distortion": bits(numbers["distortion"]),
-                "rate": evaluation.bits_per_dim(numbers["rate"], shape),
-            },
+            "bits_per_dim": _bits(numbers, likelihood, shape),
             "active_units": stats["active_units"],
             "kl_per_dim": [float(v) for v in stats["kl_per_dim"]],
         },
@@ -222,10 +254,42 @@ def _comparison(vae, ae):
             f"{max(vae['reconstruction_mse'], ae['reconstruction_mse']):.5f}).")
 
 
+def _bound_rows(report):
+    """The rows of eval.md's bounds table: on 8-bit levels where the likelihood
+    has them (and, for a density, its dequantised bounds, labelled)."""
+    vae, k = report["vae"], report["k"]
+    bits = vae["bits_per_dim"]
+    rate = ["rate KL(q(z|x) ‖ p(z))", f"{vae['rate']:.2f}", f"{bits['rate']:.4f}"]
+    if "elbo_8bit" not in vae:
+        return [
+            [f"IWAE bound on log p(x), k = {k}", f"{vae['iwae']:.2f}",
+             f"{bits['negative_iwae']:.4f}"],
+            ["ELBO (β = 1)", f"{vae['elbo']:.2f}", f"{bits['negative_elbo']:.4f}"], rate,
+            ["distortion −E_q log p(x|z)", f"{vae['distortion']:.2f}",
+             f"{bits['distortion']:.4f}"],
+        ]
+    rows = [
+        [f"IWAE bound on log P(x, 8-bit), k = {k}", f"{vae['iwae_8bit']:.2f}",
+         f"{bits['negative_iwae']:.4f}"],
+        ["ELBO on log P(x, 8-bit) (β = 1)", f"{vae['elbo_8bit']:.2f}",
+         f"{bits['negative_elbo']:.4f}"], rate,
+        ["distortion −E_q log P(x, 8-bit | z)", f"{-vae['elbo_8bit'] - vae['rate']:.2f}",
+         f"{bits['distortion']:.4f}"],
+    ]
+    if "dequantised" in bits:
+        dequantised = bits["dequantised"]
+        rows += [
+            [f"IWAE bound on the density log p(x), k = {k}", f"{vae['iwae']:.2f}",
+             f"{dequantised['negative_iwae']:.4f} (dequantised)"],
+            ["ELBO of the density (β = 1)", f"{vae['elbo']:.2f}",
+             f"{dequantised['negative_elbo']:.4f} (dequantised)"],
+        ]
+    return rows
+
+
 def markdown(report):
     """eval.md: the numbers with units, sentences read off them, and the two grids."""
     vae, ae = report["vae"], report["autoencoder"]
-    bits = vae["bits_per_dim"]
     kl = ", ".join(f"{v:.2f}" for v in vae["kl_per_dim"])
     sigma = "" if report["sigma"] is None else f" σ = {report['sigma']:.4g} (pixel units)."
     budget = ae["training"]
@@ -242,16 +306,9 @@ def markdown(report):
         f"{sigma} Nats per image. Higher ELBO and IWAE are better; lower distortion, "
         "bits/dim and MSE are better.",
         "",
-        *markdown_lib.table(["VAE", "nats per image", "bits/dim"], [
-            [f"IWAE bound on log p(x), k = {report['k']}", f"{vae['iwae']:.2f}",
-             f"{bits['negative_iwae']:.4f}"],
-            ["ELBO (β = 1)", f"{vae['elbo']:.2f}", f"{bits['negative_elbo']:.4f}"],
-            ["rate KL(q(z|x) ‖ p(z))", f"{vae['rate']:.2f}", f"{bits['rate']:.4f}"],
-            ["distortion −E_q log p(x|z)", f"{vae['distortion']:.2f}",
-             f"{bits['distortion']:.4f}"],
-        ]),
+        *markdown_lib.table(["VAE", "nats per image", "bits/dim"], _bound_rows(report)),
         "",
-        f"bits/dim: {report['bits_per_dim']}; the bits/dim of the bounds are of −IWAE and "
+        f"bits/dim: {report['bits_per_dim']}. The bits/dim of the bounds are of −IWAE and "
         "−ELBO, upper bounds on −log p(x).",
         "",
         f"Active units: {vae['active_units']} of {len(vae['kl_per_dim'])} "

@@ -65,14 +65,18 @@ class Model:
     """[model]: the networks and the objective."""
 
     latent_dim: int = option(16, "size of z", check=at_least(1))
-    filters: list[int] = option([32, 64, 128], "convolution widths, one stride-2 convolution "
+    filters: list[int] = option([32, 64, 128], "widths of the stages, one halving of H and W "
                                 "each, e.g. 32,64,128", check=(
                                     (lambda v: len(v) > 0 and all(
                                         isinstance(f, int) and f >= 1 for f in v)),
                                     "a non-empty list of widths >= 1, e.g. 32,64,128"))
-    kernel_size: int = option(4, "convolution kernel size", check=at_least(1))
+    kernel_size: int = option(4, "kernel size of the strided convolutions", check=at_least(1))
+    architecture: str = option("conv", "conv (strided convolutions) or resnet (a residual "
+                               "block per stage, group normalisation)",
+                               check=one_of("conv", "resnet"))
     likelihood: str = option("gaussian_learned", "bernoulli, gaussian, gaussian_learned, "
-                             "gaussian_optimal or gaussian:<sigma>")
+                             "gaussian_optimal, gaussian:<sigma> or "
+                             "discretized_logistic_mixture[:<K>]")
     kl: str = option("auto", "analytic, mc or auto")
     free_bits: float = option(0.0, "KL floor per latent dimension, nats", check=at_least(0))
 

@@ -120,6 +120,57 @@ def test_dequantised_bits_match_the_probability_of_each_8_bit_bin():
     assert np.all(got > 0)
 
 
+def _deterministic_posterior(model):
+    """Posterior scale e^−15: z equals its mean to float32 precision."""
+    dense = model.encoder.get_layer("posterior_params")
+    kernel, bias = dense.get_weights()
+    half = kernel.shape[1] // 2
+    kernel[:, half:], bias[half:] = 0.0, -30.0
+    dense.set_weights([kernel, bias])
+
+
+def test_exact_8bit_bits_per_dim_match_a_direct_per_pixel_computation(digits):
+    # digits/16: 8-bit levels only where v/16 is one (0 and 1 are, and most
+    # pixels are one of them: saturated). Quantise to 8 bits first, as
+    # evaluate does, then compute P of each level with scipy, edge bins to ±∞.
+    from scipy import stats
+
+    x = digits[:16]
+    assert np.mean((x == 0) | (x == 1)) > 0.4
+    model = keras_vae.build_conv_vae((8, 8, 1), latent_dim=3, likelihood="gaussian:0.1",
+                                     filters=(8, 16), seed=0)
+    _deterministic_posterior(model)
+    numbers = evaluation.evaluate(model, x, k=4, progress=False)
+    loc, log_var = np.split(model.encoder(x).numpy().astype("float64"), 2, axis=-1)
+    kl = (0.5 * (np.exp(log_var) + loc**2 - 1.0 - log_var)).sum(axis=1)
+    mu = 1 / (1 + np.exp(-model.decoder(loc.astype("float32")).numpy().astype("float64")))
+    levels = np.round(x.astype("float64") * 255)
+    v, half = levels / 255, 0.5 / 255
+    upper = np.where(levels == 255, 1.0, stats.norm.cdf((v + half - mu) / 0.1))
+    lower = np.where(levels == 0, 0.0, stats.norm.cdf((v - half - mu) / 0.1))
+    nll = -np.log(upper - lower).sum(axis=(1, 2, 3))
+    expected = (nll + kl).mean() / (64 * math.log(2))
+    assert numbers["bits_per_dim_elbo"] == pytest.approx(expected, rel=1e-4)
+    assert numbers["elbo_8bit"] == pytest.approx(-(nll + kl).mean(), rel=1e-4)
+    # The closed-bin density formula misses the mass beyond 0 and 1 of the
+    # saturated pixels: far above the exact figure here.
+    dequantised = evaluation.bits_per_dim(-numbers["elbo"], (8, 8, 1), evaluation.EIGHT_BIT_BIN)
+    assert dequantised > numbers["bits_per_dim_elbo"] + 0.3
+    assert math.isfinite(numbers["bits_per_dim_iwae"])
+
+
+def test_logistic_mixture_bits_are_its_own_nll():
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 256, size=(6, 8, 8, 3)) / 255).astype("float32")
+    model = keras_vae.build_conv_vae((8, 8, 3), latent_dim=2, filters=(4,), seed=0,
+                                     likelihood="discretized_logistic_mixture:2")
+    numbers = evaluation.evaluate(model, x, k=3, progress=False)
+    assert numbers["elbo_8bit"] == pytest.approx(numbers["elbo"], rel=1e-5)
+    assert numbers["iwae_8bit"] == pytest.approx(numbers["iwae"], rel=1e-5)
+    assert numbers["bits_per_dim_elbo"] == pytest.approx(
+        -numbers["elbo"] / (192 * math.log(2)), rel=1e-5)
+
+
 def test_autoencoder_reconstructs_better_than_vae_and_round_trips(digits, tmp_path):
     x = digits[:512]
     vae = keras_vae.build_conv_vae((8, 8, 1), latent_dim=4, filters=(8, 16), seed=0)
@@ -192,6 +243,36 @@ def test_evaluate_writes_report_and_reuses_baseline(run_dir):
     again = evaluate.evaluate_run(run_dir, k=2, baseline_epochs=1, verbose=0)
     assert again["autoencoder"]["training"]["epochs"] == 1
     assert (run_dir / "baseline_autoencoder-1x26.keras").is_file()
+
+
+def test_evaluate_of_a_resnet_gaussian_run_reports_exact_and_dequantised_bits(tmp_path):
+    # The config's architecture reaches the run's networks and the baseline's;
+    # eval.json's bits/dim are the exact 8-bit ones, the density's labelled.
+    from pipelines import config as config_lib
+    from pipelines import evaluate
+    from pipelines import train
+
+    config = config_lib.load_config(overrides={
+        "data.source": "digits", "data.image_size": 8, "data.channels": 1,
+        "model.latent_dim": 2, "model.filters": [4], "model.architecture": "resnet",
+        "model.likelihood": "gaussian_optimal", "beta.schedule": "constant",
+        "train.epochs": 1, "train.batch_size": 128, "train.output_dir": str(tmp_path),
+        "train.run_name": "resnet",
+    })
+    run_dir = train.train(config, verbose=0)
+    report = evaluate.evaluate_run(run_dir, k=4, baseline_epochs=1, verbose=0)
+    vae, shape = report["vae"], (8, 8, 1)
+    bits = vae["bits_per_dim"]
+    assert bits["negative_elbo"] == pytest.approx(-vae["elbo_8bit"] / (64 * math.log(2)))
+    assert bits["negative_iwae"] == pytest.approx(-vae["iwae_8bit"] / (64 * math.log(2)))
+    assert bits["dequantised"]["negative_elbo"] == pytest.approx(
+        evaluation.bits_per_dim(-vae["elbo"], shape, evaluation.EIGHT_BIT_BIN))
+    assert "exact 8-bit" in report["bits_per_dim"] and "dequantised" in report["bits_per_dim"]
+    assert "(dequantised)" in (run_dir / "eval.md").read_text()
+    baseline = keras.saving.load_model(run_dir / report["autoencoder"]["training"]["file"])
+    for model in (keras.saving.load_model(run_dir / "model.keras"), baseline):
+        assert any(isinstance(layer, keras.layers.GroupNormalization)
+                   for layer in model.encoder.layers)
 
 
 def test_baseline_is_scored_with_the_vaes_sigma(digits):

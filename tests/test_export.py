@@ -17,6 +17,7 @@ from ai_edge_litert import interpreter as litert
 from PIL import Image
 
 import keras_vae
+from keras_vae import precision as precision_lib
 from export import ExportError
 from export import common
 from export import export_run
@@ -42,11 +43,12 @@ epochs = 1
 """
 
 
-def make_run(run_dir, input_shape, likelihood, config=True):
-    """A run folder with a briefly trained tiny VAE, as keras-vae train leaves it."""
+def make_run(run_dir, input_shape, likelihood, config=True, **networks):
+    """A run folder with a briefly trained tiny VAE, as keras-vae train leaves it;
+    `networks`: build_conv_vae's architecture and precision."""
     run_dir.mkdir(parents=True)
     model = keras_vae.build_conv_vae(
-        input_shape, latent_dim=3, likelihood=likelihood, filters=(8, 16), seed=0
+        input_shape, latent_dim=3, likelihood=likelihood, filters=(8, 16), seed=0, **networks
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     x = np.random.default_rng(0).uniform(size=(64, *input_shape)).astype("float32")
@@ -66,6 +68,21 @@ def bernoulli_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    """(run_dir, model, manifest): the residual networks in bfloat16 with the
+    logistic mixture, RGB; decoder and encoder, every format."""
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    model = make_run(run_dir, (8, 8, 3), "discretized_logistic_mixture:2",
+                     architecture="resnet", precision="mixed_bfloat16")
+    return run_dir, model, export_run(run_dir, encoder=True, verbose=False)
+
+
+#: The runs every format's parity is tested on: both architectures, both
+#: kinds of decoder output (one number per pixel value, 3K of them).
+RUNS = ["bernoulli_run", "resnet_run"]
+
+
+@pytest.fixture(scope="module")
 def gaussian_run(tmp_path_factory):
     """(run_dir, model, manifest): learned-σ Gaussian, RGB, no config.toml."""
     run_dir = tmp_path_factory.mktemp("export") / "run"
@@ -74,7 +91,15 @@ def gaussian_run(tmp_path_factory):
 
 
 def decode(model, z):
-    return model.likelihood.mean(model.decoder(z, training=False)).numpy()
+    """The Keras reference of an exported decoder: the same weights in
+    float32 networks (what exports ship, whatever the training precision)."""
+    decoder = precision_lib.as_float32(model.decoder)
+    return model.likelihood.mean(decoder(z, training=False)).numpy()
+
+
+def encode(model, image):
+    """The float32 encoder's output, as `decode`."""
+    return precision_lib.as_float32(model.encoder)(image, training=False).numpy()
 
 
 def tree_hashes(folder):
@@ -89,8 +114,9 @@ def leftovers(run_dir):
     return sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".export-"))
 
 
-def test_manifest_parity_within_tolerance(bernoulli_run):
-    _, _, manifest = bernoulli_run
+@pytest.mark.parametrize("run", RUNS)
+def test_manifest_parity_within_tolerance(run, request):
+    _, _, manifest = request.getfixturevalue(run)
     expected_runtimes = {
         "savedmodel": {"tf.saved_model.load", "session loader (TF Serving, saved_model_cli)"},
         "onnx": {"onnxruntime"},
@@ -112,8 +138,9 @@ def test_manifest_parity_within_tolerance(bernoulli_run):
             assert all(0 <= d <= 1e-4 for d in diffs.values()), (name, runtime, diffs)
 
 
-def test_onnx_decoder_and_encoder_match_keras(bernoulli_run):
-    run_dir, model, _ = bernoulli_run
+@pytest.mark.parametrize("run", RUNS)
+def test_onnx_decoder_and_encoder_match_keras(run, request):
+    run_dir, model, _ = request.getfixturevalue(run)
     z = np.random.default_rng(1).normal(scale=2.0, size=(7, 3)).astype("float32")
     decoder = onnxruntime.InferenceSession(str(run_dir / "export" / "decoder.onnx"))
     (image,) = decoder.run(["image"], {"z": z})
@@ -121,7 +148,7 @@ def test_onnx_decoder_and_encoder_match_keras(bernoulli_run):
 
     encoder = onnxruntime.InferenceSession(str(run_dir / "export" / "encoder.onnx"))
     mean, log_var = encoder.run(["posterior_mean", "posterior_log_variance"], {"image": image})
-    expected = model.encoder(image, training=False).numpy()
+    expected = encode(model, image)
     np.testing.assert_allclose(np.concatenate([mean, log_var], -1), expected, atol=1e-4, rtol=1e-4)
 
 
@@ -170,8 +197,9 @@ def test_full_disk_fails_in_one_line_and_keeps_the_previous_export(
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
 
 
-def test_savedmodel_signature_names_and_dynamic_batch(bernoulli_run):
-    run_dir, model, _ = bernoulli_run
+@pytest.mark.parametrize("run", RUNS)
+def test_savedmodel_signature_names_and_dynamic_batch(run, request):
+    run_dir, model, _ = request.getfixturevalue(run)
     signature = tf.saved_model.load(str(run_dir / "export" / "decoder_savedmodel")).signatures[
         "serving_default"
     ]
@@ -181,7 +209,7 @@ def test_savedmodel_signature_names_and_dynamic_batch(bernoulli_run):
     for batch in (1, 5):
         z = np.random.default_rng(batch).normal(size=(batch, 3)).astype("float32")
         image = signature(z=tf.constant(z))["image"].numpy()
-        assert image.shape == (batch, 8, 8, 1)
+        assert image.shape == (batch, *model.image_shape)
         np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
 
 
@@ -244,17 +272,18 @@ def litert_runner(path):
     return litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
 
 
-def test_litert_decoder_and_encoder_match_keras(bernoulli_run):
-    run_dir, model, _ = bernoulli_run
+@pytest.mark.parametrize("run", RUNS)
+def test_litert_decoder_and_encoder_match_keras(run, request):
+    run_dir, model, _ = request.getfixturevalue(run)
     decoder = litert_runner(run_dir / "export" / "decoder.tflite")
     for batch in (1, 6):
         z = np.random.default_rng(batch).normal(scale=2.0, size=(batch, 3)).astype("float32")
         image = decoder(z=z)["image"]
-        assert image.shape == (batch, 8, 8, 1)
+        assert image.shape == (batch, *model.image_shape)
         np.testing.assert_allclose(image, decode(model, z), atol=1e-4, rtol=0)
     outputs = litert_runner(run_dir / "export" / "encoder.tflite")(image=image)
     mean, log_var = outputs["posterior_mean"], outputs["posterior_log_variance"]
-    expected = model.encoder(image, training=False).numpy()
+    expected = encode(model, image)
     np.testing.assert_allclose(np.concatenate([mean, log_var], -1), expected, atol=1e-4, rtol=1e-4)
 
 

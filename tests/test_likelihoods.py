@@ -152,7 +152,9 @@ def test_analytic_gaussian_kl_matches_closed_form():
 def test_likelihoods_round_trip_through_config():
     assert likelihoods.get("gaussian:3e-3").sigma == 3e-3
     assert likelihoods.get("Gaussian-Learned").sigma == "learned"
-    for name in ("bernoulli", "gaussian", "gaussian_learned", "gaussian_optimal", "gaussian:0.3"):
+    assert likelihoods.get("discretized_logistic_mixture:3").components == 3
+    for name in ("bernoulli", "gaussian", "gaussian_learned", "gaussian_optimal", "gaussian:0.3",
+                 "discretized_logistic_mixture", "discretized_logistic_mixture:2"):
         lik = likelihoods.get(name)
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
         assert type(again) is type(lik) and again.get_config() == lik.get_config()
@@ -161,6 +163,9 @@ def test_likelihoods_round_trip_through_config():
 def test_bad_likelihood_arguments_say_what_to_do():
     for bad in ("poisson", "gaussian:abc", "bernoulli:0.1"):
         with pytest.raises(ValueError, match="use one of"):
+            likelihoods.get(bad)
+    for bad in ("discretized_logistic_mixture:0", "discretized_logistic_mixture:two"):
+        with pytest.raises(ValueError, match="whole number of components >= 1"):
             likelihoods.get(bad)
     with pytest.raises(ValueError, match="must be > 0"):
         likelihoods.get("gaussian:-0.1")
@@ -178,3 +183,96 @@ def test_tf_function_traces_gaussian_optimal(batch):
     eager = lik.nll(x, params, training=True).numpy()
     traced = tf.function(lambda x, p: lik.nll(x, p, training=True))(x, params).numpy()
     np.testing.assert_allclose(traced, eager, rtol=RTOL)
+
+
+# -- The discretised logistic mixture (Salimans et al. 2017) -------------------
+
+LEVELS = np.arange(256) / 255.0
+
+
+def _mixture_params(components, scale=3.0, shape=(2, 3, 2, 3)):
+    """Random decoder outputs: wide logits, locations across [0, 1] and past
+    it, log-scales from well under a level's width to most of [0, 1]."""
+    rng = np.random.default_rng(1)
+    return rng.normal(scale=scale, size=shape + (3 * components,)).reshape(
+        shape[:-1] + (shape[-1] * 3 * components,)).astype("float32")
+
+
+def _level_masses(lik, params):
+    """P(level) of every pixel value for all 256 levels, float64 [256, ...]."""
+    shape = params.shape[:-1] + (params.shape[-1] // (3 * lik.components),)
+    return np.stack([np.exp(lik.log_mass(np.full(shape, v, "float32"), params).numpy())
+                     for v in LEVELS]).astype("float64")
+
+
+def _logistic_cdf(t):
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def test_logistic_mixture_pmf_sums_to_one_over_the_256_levels():
+    lik = likelihoods.get("discretized_logistic_mixture:3")
+    masses = _level_masses(lik, _mixture_params(3))
+    np.testing.assert_allclose(masses.sum(axis=0), 1.0, atol=2e-5)
+    assert masses.min() >= 0.0
+
+
+def test_logistic_mixture_nll_is_a_direct_mixture_of_logistic_bins():
+    # numpy, float64: Σ_k π_k [F(x + 1/510) − F(x − 1/510)], edge bins to ±∞.
+    lik = likelihoods.get("discretized_logistic_mixture:2")
+    params = _mixture_params(2, scale=1.5)
+    rng = np.random.default_rng(2)
+    levels = rng.integers(0, 256, size=(2, 3, 2, 3))
+    levels[0, 0, 0], levels[1, 2, 1] = 0, 255  # Saturated pixels: the edge bins.
+    x = (levels / 255.0).astype("float32")
+    raw = params.astype("float64").reshape(x.shape + (3, 2))
+    logits, loc, log_scale = raw[..., 0, :], _sigmoid(raw[..., 1, :]), raw[..., 2, :]
+    log_scale = -7.0 + np.logaddexp(0.0, log_scale + 7.0)  # soft_clip at −7
+    weights = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    xk, scale, half = x.astype("float64")[..., None], np.exp(log_scale), 0.5 / 255
+    upper = np.where(xk >= 1.0, 1.0, _logistic_cdf((xk + half - loc) / scale))
+    lower = np.where(xk <= 0.0, 0.0, _logistic_cdf((xk - half - loc) / scale))
+    expected = -np.log((weights * (upper - lower)).sum(axis=-1)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(lik.nll(x, params).numpy(), expected, rtol=1e-4)
+
+
+def test_logistic_mixture_mean_is_within_half_a_level_of_the_pmf_mean():
+    lik = likelihoods.get("discretized_logistic_mixture:3")
+    params = _mixture_params(3)
+    masses = _level_masses(lik, params)
+    pmf_mean = np.tensordot(LEVELS, masses, axes=1)
+    mean = lik.mean(params).numpy()
+    assert np.abs(mean - pmf_mean).max() <= 0.5 / 255
+    assert mean.min() >= 0.0 and mean.max() <= 1.0
+
+
+def test_logistic_mixture_gradients_are_finite_at_saturated_and_sharp_pixels():
+    lik = likelihoods.get("discretized_logistic_mixture:2")
+    params = tf.Variable(_mixture_params(2, scale=30.0))  # Scales e^±30, locations at 0 and 1.
+    x = np.tile(np.array([0.0, 1.0, 128 / 255], "float32"), 12).reshape(2, 3, 2, 3)
+    with tf.GradientTape() as tape:
+        nll = tf.reduce_sum(lik.nll(x, params))
+    assert np.isfinite(nll.numpy())
+    assert np.all(np.isfinite(tape.gradient(nll, params).numpy()))
+
+
+def test_gaussian_level_nll_is_the_discretised_gaussian_with_edge_bins():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 256, size=(3, 4, 4, 1))
+    levels[:, 0] = 0
+    levels[:, 1] = 255
+    x = (levels / 255.0).astype("float32")
+    params = rng.normal(scale=1.5, size=x.shape).astype("float32")
+    lik = likelihoods.Gaussian(sigma=0.05)
+    mu, half = _sigmoid(params), 0.5 / 255
+    u, l = (x + half - mu) / 0.05, (x - half - mu) / 0.05  # noqa: E741
+    # float64 scipy, each bin from the tail it lies in (sf above the mean).
+    mass = np.where(x > mu, stats.norm.sf(l) - stats.norm.sf(u),
+                    stats.norm.cdf(u) - stats.norm.cdf(l))
+    mass = np.where(levels == 0, stats.norm.cdf(u), np.where(levels == 255, stats.norm.sf(l), mass))
+    expected = -np.log(mass).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(lik.level_nll(x, params).numpy(), expected, rtol=1e-4)
+    # Off the 8-bit grid, a value is read as its nearest level.
+    np.testing.assert_allclose(lik.level_nll(x + 0.4 / 255, params).numpy(), expected,
+                               rtol=1e-5)

@@ -192,9 +192,12 @@ def test_non_gaussian_prior_uses_monte_carlo_and_round_trips(tmp_path, digits):
     assert isinstance(again.prior, tfd.Laplace)
 
 
-def test_keras_round_trip_keeps_outputs_beta_likelihood_and_schedule(tmp_path, digits):
+@pytest.mark.parametrize("architecture", ["conv", "resnet"])
+def test_keras_round_trip_keeps_outputs_beta_likelihood_and_schedule(tmp_path, digits,
+                                                                     architecture):
     schedule = keras_vae.schedules.LinearWarmup(warmup_steps=7)
-    model = _model(likelihood=likelihoods.Gaussian(sigma="learned"), beta=0.25, free_bits=0.1)
+    model = _model(likelihood=likelihoods.Gaussian(sigma="learned"), beta=0.25, free_bits=0.1,
+                   architecture=architecture)
     model.compile(optimizer="adam")
     model.fit(digits[:64], batch_size=32, epochs=1, verbose=0,
               callbacks=[keras_vae.callbacks.BetaScheduler(schedule)])
@@ -211,8 +214,9 @@ def test_keras_round_trip_keeps_outputs_beta_likelihood_and_schedule(tmp_path, d
     assert cb.schedule == schedule
 
 
-def test_sample_is_reproducible_by_seed():
-    model = _model()
+@pytest.mark.parametrize("architecture", ["conv", "resnet"])
+def test_sample_is_reproducible_by_seed(architecture):
+    model = _model(architecture=architecture)
     a, b, c = model.sample(4, seed=1), model.sample(4, seed=1), model.sample(4, seed=2)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert not np.allclose(a.numpy(), c.numpy())
@@ -266,9 +270,10 @@ def test_decoder_that_does_not_match_the_likelihood_is_a_one_line_error():
     assert "2·latent_dim = 6" in _one_line(err)
 
 
-def test_image_sides_must_divide_by_the_number_of_halvings():
+@pytest.mark.parametrize("architecture", ["conv", "resnet"])
+def test_image_sides_must_divide_by_the_number_of_halvings(architecture):
     with pytest.raises(ValueError) as err:
-        keras_vae.build_conv_vae((30, 30, 3), filters=(8, 16, 32))
+        keras_vae.build_conv_vae((30, 30, 3), filters=(8, 16, 32), architecture=architecture)
     message = _one_line(err)
     assert "2**3 = 8" in message and "24" in message and "32" in message
     with pytest.raises(ValueError, match="1 or 3 channels"):

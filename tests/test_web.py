@@ -40,14 +40,14 @@ latent_dim = 3
 """
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory, digits):
-    """(run_dir, model, manifest): a digits run exported as a web page (and ONNX)."""
+def _web_run(tmp_path_factory, digits, **networks):
+    """(run_dir, model, manifest): a digits run exported as a web page (and
+    ONNX); `networks`: build_conv_vae's likelihood, architecture, precision."""
     run_dir = tmp_path_factory.mktemp("web") / "run"
     run_dir.mkdir()
     keras.utils.set_random_seed(0)  # Module fixtures run before conftest's per-test seeding.
     model = keras_vae.build_conv_vae(
-        (8, 8, 1), latent_dim=3, likelihood="bernoulli", filters=(8, 16), beta=0.1, seed=0
+        (8, 8, 1), latent_dim=3, filters=(8, 16), beta=0.1, seed=0, **networks
     )
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(digits, epochs=3, batch_size=64, verbose=0)  # β = 0.1: the latents carry KL.
@@ -55,6 +55,18 @@ def digits_run(tmp_path_factory, digits):
     (run_dir / "config.toml").write_text(CONFIG)
     return run_dir, model, export_run(run_dir, formats=("web",), verbose=False,
                                      latent_images=exportcmd.latent_images)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory, digits):
+    return _web_run(tmp_path_factory, digits, likelihood="bernoulli")
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory, digits):
+    """The residual networks in bfloat16 with the logistic mixture."""
+    return _web_run(tmp_path_factory, digits, likelihood="discretized_logistic_mixture:2",
+                    architecture="resnet", precision="mixed_bfloat16")
 
 
 def test_web_export_holds_page_runtime_and_kl_order(digits_run):
@@ -192,10 +204,11 @@ CURRENT_PIXELS = "return document.getElementById('current').toDataURL()"
 
 
 @needs_chromium
-def test_page_decodes_like_keras_in_chromium(digits_run):
+@pytest.mark.parametrize("run", ["digits_run", "resnet_run"])
+def test_page_decodes_like_keras_in_chromium(run, request):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run_dir, model, manifest = digits_run
+    run_dir, model, manifest = request.getfixturevalue(run)
     z = verify.probe_latents(3)[:16]  # The prior mean, ±3σ on each axis, N(0, I) draws.
     with browser.open_page(run_dir / "export") as driver:
         pixels = np.asarray(browser.decode(driver, z), "float32").reshape(16, 8, 8, 1)

@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 #: The modules whose classes a `.keras` file (or a callback's config) names:
 #: imported together, before anything of ours is loaded by Keras.
 SERIALIZABLE = ("keras_vae.vae", "keras_vae.autoencoder", "keras_vae.likelihoods",
+                "keras_vae.logistic_mixture",
                 "keras_vae.callbacks", "keras_vae.collapse")
 
 #: {public name: the module that defines it}; a name equal to its module's

@@ -234,16 +234,13 @@ def test_tensorflow_free_modules_of_the_library_import_none_of_it():
 #: function. Reports (long Markdown writers) are exempt.
 MODULE_LINES, FUNCTION_LINES = 350, 60
 REPORTS = ("pipelines/report.py", "benchmarks/report.py")
-#: Over the limits still, with the issue that splits them.
-LONG_STILL = {"keras_vae/vae.py": "the model (its owner's split)",
-              "benchmarks/harness.py": "issue 21's benchmarks part"}
 
 
 def test_modules_and_functions_are_short():
     long = []
     for name, path in _modules().items():
         shown = str(path.relative_to(REPO))
-        if shown in REPORTS or shown in LONG_STILL:
+        if shown in REPORTS:
             continue
         text = path.read_text()
         if len(text.splitlines()) > MODULE_LINES:

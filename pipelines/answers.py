@@ -4,7 +4,7 @@ three answers, every word of which is chosen by a measured interval.
 `results[key]["seeds"]` holds one result per training seed (`compare.run_objective`),
 in the same seed order for every objective, so objective a's seed s and
 objective b's seed s are a pair (`intervals.paired`). PSNR is
-10·log10(1 / mean MSE) over a split's images (`compare.psnr`), dB; rate,
+10·log10(1 / mean MSE) over a split's images (`evaluation.psnr`), dB; rate,
 distortion and ELBO are nats per image.
 """
 

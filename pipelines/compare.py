@@ -83,11 +83,11 @@ OBJECTIVES = (
 )
 
 
-def seeds(config, count=None):
+def seeds(config):
     """The training seeds of a comparison: train.seed, train.seed + 1, …
-    (`count`, default compare.seeds, of them)."""
+    (compare.seeds of them)."""
     first = config["train"]["seed"]
-    return [first + i for i in range(count or config["compare"]["seeds"])]
+    return [first + i for i in range(config["compare"]["seeds"])]
 
 
 def build_model(objective, config, image_shape, seed=None):
@@ -109,12 +109,6 @@ def training_stream(config, seed):
     shuffle = config["data"]["seed"] + seed - config["train"]["seed"]
     train_ds, _, _ = datasets_lib.from_config(config, shuffle_seed=shuffle)
     return train_ds
-
-
-def psnr(mse):
-    """The report's one PSNR, dB: 10·log10(1 / MSE) of the mean squared error
-    over a set of images (pixel units² on [0, 1]), not a mean of per-image PSNRs."""
-    return float(evaluation.psnr(mse))
 
 
 def reconstruction_mse(model, dataset):
@@ -153,14 +147,14 @@ def measure(model, dataset, seed=0):
     if not count:
         raise ValueError("compare got no images to measure: check --data and --validation-split")
     means = {k: v / count for k, v in sums.items()}
-    means["psnr"] = psnr(means["mse"])
+    means["psnr"] = float(evaluation.psnr(means["mse"]))
     for name in runfolder.BOUND_TERMS:
         means.setdefault(name, None)
     return means | {"images": count}
 
 
 class LearningCurve(keras.callbacks.Callback):
-    """PSNR (dB, `psnr`) of the training views and of the held-out views at
+    """PSNR (dB, `evaluation.psnr` of the mean MSE) of the training views and of the held-out views at
     step 0 and every `every` steps of a one-epoch `fit`, into `self.points`."""
 
     def __init__(self, sets, every, steps):
@@ -170,7 +164,7 @@ class LearningCurve(keras.callbacks.Callback):
 
     def _measure(self, step):
         self.points.append({"step": step, **{
-            split: psnr(reconstruction_mse(self.model, self.sets[name]))
+            split: float(evaluation.psnr(reconstruction_mse(self.model, self.sets[name])))
             for split, name in (("train", "train_views"), ("held_out", "held_out"))}})
 
     def on_train_begin(self, logs=None):

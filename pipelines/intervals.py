@@ -45,14 +45,6 @@ class Summary:
     def excludes_zero(self):
         return self.low is not None and (self.low > 0 or self.high < 0)
 
-    def text(self, digits=2, unit=""):
-        """'21.20 dB (95 % CI 20.70 to 21.70)', or the mean alone for one seed."""
-        mean = f"{self.mean:,.{digits}f}{unit}"
-        if self.low is None:
-            return mean
-        return (f"{mean} (95 % interval {self.low:,.{digits}f} to "
-                f"{self.high:,.{digits}f}{unit})")
-
 
 def summary(values):
     """The `Summary` of a sequence of finite numbers."""

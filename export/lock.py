@@ -2,7 +2,7 @@
 
 Every command that writes into a run folder (`train`, `evaluate`, `export`,
 and `sweep`/`demo` through them) holds `RUN/.lock` (`fcntl.flock`, exclusive)
-while it runs. The file holds the holder's pid, command and start time, so a
+while it runs; `sweep` and `compare` also hold their own folder's. The file holds the holder's pid, command and start time, so a
 second command is refused in one line naming it; it is removed when the
 command ends. The kernel drops the lock when its holder dies, even by
 kill -9, so a stale lock file (its holder gone) is taken over, with a note.
@@ -41,11 +41,13 @@ class RunLockedError(ValueError):
 
 
 @contextlib.contextmanager
-def hold(folder, command):
+def hold(folder, command, subfolders=True):
     """Holds `folder`'s lock while the block runs; creates `folder` if needed.
 
     Raises RunLockedError, naming the holder, if another process holds it.
-    On entry, removes what interrupted writes left in the folder.
+    On entry, removes what interrupted writes left in the folder, and below
+    it unless `subfolders` is False (a sweep's folder: its runs below have
+    locks of their own, held by whichever command trains them).
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def hold(folder, command):
         _write(fd, {"pid": os.getpid(), "command": command,
                     "argv": shlex.join(sys.argv)[:500],
                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
-        _remove_leftovers(folder)
+        _remove_leftovers(folder, subfolders)
         yield folder
     finally:
         # Unlinked while held: a command that opened this file meanwhile
@@ -107,7 +109,7 @@ def _refusal(folder, record):
            f"started {record.get('started', '?')})" if record.get("pid")
            else "another keras-vae command")
     return (f"{folder} is in use by {who}: wait for it to finish or stop it, then rerun; "
-            "one command at a time writes into a run folder")
+            "one keras-vae command at a time writes into a folder")
 
 
 def _note_stale(folder, record):
@@ -132,10 +134,11 @@ def _write(fd, record):
     os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
 
 
-def _remove_leftovers(folder):
-    """Temporary names of interrupted writes, in `folder` and below."""
+def _remove_leftovers(folder, subfolders):
+    """Temporary names of interrupted writes, in `folder` (and below)."""
     def visible(path):
         return not any(part.startswith(".") for part in path.relative_to(folder).parts)
 
-    for where in [folder, *(p for p in folder.rglob("*") if p.is_dir() and visible(p))]:
+    below = (p for p in folder.rglob("*") if p.is_dir() and visible(p)) if subfolders else ()
+    for where in [folder, *below]:
         files.remove_leftovers(where)

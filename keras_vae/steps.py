@@ -72,7 +72,7 @@ class TrainingSteps(keras.Model):
         # `fit` is skipped too, so with steps_per_execution > 1 the model
         # still holds the weights from before the first bad step when
         # `TerminateOnNonFinite` sees it.
-        finite = compiled.all_finite([terms["loss"]] + ([] if self._scales_loss else grads))
+        finite = compiled.finite_step(terms["loss"], [] if self._scales_loss else grads)
         apply = tf.logical_and(finite, tf.equal(self.non_finite_step, 0))
         step = self.optimizer.iterations + 1
         compiled.apply_if(apply, lambda: self._update(grads, terms), self._step_state(),

@@ -35,6 +35,7 @@ import keras_vae
 from keras_vae import diagnostics
 from keras_vae import evaluation
 from keras_vae import files
+from export import lock
 from export import runfolder
 from pipelines import checkpoints
 from pipelines import cli
@@ -232,10 +233,16 @@ def compared_sets(config):
 def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbose=1):
     """Trains and measures every objective on every seed (seed by seed, so a
     stopped comparison keeps whole seeds); writes the report; returns its folder."""
+    folder = pathlib.Path(config["train"]["output_dir"]) / "compare" / name
+    files.check_writable(folder, "report folder")  # Before training, not after.
+    with lock.hold(folder, "keras-vae compare"):  # Its runs and report: one writer.
+        return _compare(config, steps, folder, objectives, verbose)
+
+
+def _compare(config, steps, folder, objectives, verbose):
+    """`compare` once the report folder's lock is held."""
     say = print if verbose else (lambda *a, **k: None)
     t = config["train"]
-    folder = pathlib.Path(t["output_dir"]) / "compare" / name
-    files.check_writable(folder, "report folder")  # Before training, not after.
     sets = compared_sets(config)
     steps = steps or t["epochs"] * config_lib.steps_per_epoch(config, sets["info"].train_samples)
     results = {o.key: {"label": o.label, "beta": o.beta, "seeds": []} for o in objectives}

@@ -35,6 +35,7 @@ from tensorboard.plugins.hparams import api as hp
 from keras_vae import files
 from keras_vae import monitoring
 from keras_vae import plotting
+from export import lock
 from export import runfolder
 from pipelines import cli
 from pipelines import config as config_lib
@@ -273,9 +274,11 @@ def sweep(args):
     """Runs the sweep of parsed `args`; returns the folder and the results."""
     folder, configs = sweep_configs(args)
     files.check_writable(folder, "sweep folder")  # Before hours of training.
-    images = validation_images(configs[0])  # Also checks the data before any run starts.
-    results = run_all(configs, verbose=0 if args.quiet else 1)
-    write_reports(folder, configs[0]["data"]["source"], images, results)
+    # Its tables and pictures have one writer; each run below has its own lock.
+    with lock.hold(folder, "keras-vae sweep", subfolders=False):
+        images = validation_images(configs[0])  # Also checks the data before any run.
+        results = run_all(configs, verbose=0 if args.quiet else 1)
+        write_reports(folder, configs[0]["data"]["source"], images, results)
     print(f"Sweep results: {folder / 'results.md'}\n"
           f"TensorBoard: tensorboard --logdir {folder / 'runs'}")
     return folder, results

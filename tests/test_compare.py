@@ -180,3 +180,17 @@ def test_labels_draw_every_symbol_of_the_objectives():
     missing = font.getmask("\uffff").getbbox()  # A noncharacter: the font's "no glyph" box.
     for symbol in "‖−σβ²×→x̂":
         assert font.getmask(symbol).getbbox() != missing, symbol
+
+
+def test_a_second_comparison_of_one_name_is_refused(compared, tmp_path):
+    import os
+
+    from export import lock
+    config, folder, _ = compared
+    assert not (folder / ".lock").exists()  # The first one released and removed it.
+    config = {**config, "train": {**config["train"], "output_dir": str(tmp_path)}}
+    busy = tmp_path / "compare" / "tiny"
+    with lock.hold(busy, "keras-vae compare"), pytest.raises(
+            lock.RunLockedError, match=f"is in use by keras-vae compare \\(pid {os.getpid()},"):
+        compare.compare(config, steps=6, name="tiny", verbose=0)
+    assert list(busy.iterdir()) == []  # Refused before training anything.

@@ -120,3 +120,19 @@ def test_epoch_metrics_are_means_over_images_with_a_partial_last_batch(digits):
         batch_means = (float(terms[0][name]) + float(terms[1][name])) / 2
         assert logs[name] == pytest.approx(per_image, rel=1e-5), name
         assert abs(per_image - batch_means) > 1e-3 * abs(per_image), name
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (None, True), (np.nan, False), (np.inf, False), (-np.inf, False),
+    (1e19, True),   # its square, 1e38, is a float32
+    (2e19, False),  # its square overflows: Adam's second moment could not hold it
+])
+def test_finite_step_is_false_for_any_non_finite_gradient_value(bad, expected):
+    from keras_vae import compiled
+    grads = [tf.ones((3, 4)), None, tf.zeros((5,))]
+    if bad is not None:
+        grads[0] = tf.tensor_scatter_nd_update(grads[0], [[2, 1]], [bad])
+    assert bool(compiled.finite_step(tf.constant(1.0), grads)) is expected
+    # The loss is checked by value: a huge finite loss is a finite step.
+    assert bool(compiled.finite_step(tf.constant(1e30), grads[2:])) is True
+    assert bool(compiled.finite_step(tf.constant(np.nan, "float32"), grads[2:])) is False

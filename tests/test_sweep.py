@@ -126,3 +126,16 @@ def test_a_sweep_needs_validation_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--validation-split > 0" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_second_sweep_of_one_name_is_refused_in_one_line(tmp_path, capsys):
+    import os
+
+    from export import lock
+    folder = tmp_path / "sweep"
+    with lock.hold(folder, "keras-vae sweep"):
+        assert sweep.main([*TINY, "--betas", "1", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{folder} is in use by keras-vae sweep (pid {os.getpid()}, " in err
+    assert sorted(p.name for p in folder.iterdir()) == []  # Nothing trained; lock removed.

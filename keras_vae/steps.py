@@ -22,7 +22,8 @@ from keras_vae import precision as precision_lib
 class TrainingSteps(keras.Model):
     """`train_step`, `test_step` and `predict_step` of a model with `compute_terms`.
 
-    A training step whose loss or gradients are not finite changes no
+    A training step whose loss or gradients are not finite (or so large that
+    their squares overflow float32: `compiled.finite_step`) changes no
     variable (outside tf.distribute), compiled or not; `fit` then stops with
     `callbacks.NonFiniteLossError` (`callbacks.TerminateOnNonFinite`).
     """

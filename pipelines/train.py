@@ -102,6 +102,17 @@ def _save_images(model, images, train_images, folder, seed):
         plotting.save_png(grid, folder / runfolder.IMAGES / f"{name}.png")
 
 
+def _check_likelihood(config):
+    """Raises the likelihood's own one-line ValueError, naming the flag, before
+    any data is read (preparing a folder can take minutes): a misspelt name,
+    a mixture of 0 components, a σ below its floor."""
+    keras_vae.register_serializables()  # The mixture's module registers its name.
+    try:
+        keras_vae.likelihoods.get(config["model"]["likelihood"])
+    except ValueError as error:
+        raise ValueError(f"--likelihood (model.likelihood): {error}") from None
+
+
 def _build(config, info, beta0, precision):
     """The compiled VAE of the [model] table, seeded by [train], its networks
     computing in `precision` (a resolved policy name)."""
@@ -162,6 +173,7 @@ def _setup(config, strategy, out, say):
     the run folder `out` is writable and has room for the run's models. The
     config is good once this returns: only then does the run folder appear."""
     t = config["train"]
+    _check_likelihood(config)
     memory.check(config)
     # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
     keras.utils.set_random_seed(t["seed"])

@@ -192,6 +192,10 @@ def test_no_restorable_checkpoint_says_how_to_restart(tmp_path, capsys):
                              "(one halving per --filters (model.filters) entry), got 10"),
     (["--latent-dim", "0"], "--latent-dim (model.latent_dim) must be >= 1, got 0"),
     (["--likelihood", "gaussian:-0.1"], "gaussian:SIGMA needs a pixel noise sigma > 0"),
+    (["--likelihood", "bernouli"], "--likelihood (model.likelihood): Unknown likelihood "
+                                   "'bernouli': use one of"),
+    (["--likelihood", "discretized_logistic_mixture:0"], "whole number of components >= 1"),
+    (["--likelihood", "gaussian:1e-9"], "below the floor"),
     (["--beta", "-1"], "--beta (beta.value) must be >= 0, got -1.0"),
     (["--beta", "nan"], "--beta (beta.value) must be >= 0, got nan"),
     (["--learning-rate", "0"], "--learning-rate (train.learning_rate) must be > 0, got 0.0"),
@@ -204,6 +208,14 @@ def test_bad_flags_exit_2_in_one_line_before_any_folder(tmp_path, capsys, flags,
     [line] = capsys.readouterr().err.splitlines()
     assert status == 2 and line.startswith("keras-vae: error: ") and message in line, line
     assert not output.exists()
+
+
+def test_a_misspelt_likelihood_is_refused_before_the_data_is_read(tmp_path, capsys):
+    # The folder does not exist: had the data been read first, its error would show.
+    status = train_lib.main([*TINY_FLAGS, "--output-dir", str(tmp_path), "--data",
+                             str(tmp_path / "no-such-folder"), "--likelihood", "bernouli"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert status == 2 and "Unknown likelihood 'bernouli'" in line, line
 
 
 def test_config_file_values_are_checked_like_flags(tmp_path):

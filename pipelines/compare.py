@@ -235,15 +235,15 @@ def compare(config, steps=None, name=DEFAULT_NAME, objectives=OBJECTIVES, verbos
     stopped comparison keeps whole seeds); writes the report; returns its folder."""
     folder = pathlib.Path(config["train"]["output_dir"]) / "compare" / name
     files.check_writable(folder, "report folder")  # Before training, not after.
+    sets = compared_sets(config)  # Bad data: refused before the folder appears.
     with lock.hold(folder, "keras-vae compare"):  # Its runs and report: one writer.
-        return _compare(config, steps, folder, objectives, verbose)
+        return _compare(config, sets, steps, folder, objectives, verbose)
 
 
-def _compare(config, steps, folder, objectives, verbose):
+def _compare(config, sets, steps, folder, objectives, verbose):
     """`compare` once the report folder's lock is held."""
     say = print if verbose else (lambda *a, **k: None)
     t = config["train"]
-    sets = compared_sets(config)
     steps = steps or t["epochs"] * config_lib.steps_per_epoch(config, sets["info"].train_samples)
     results = {o.key: {"label": o.label, "beta": o.beta, "seeds": []} for o in objectives}
     models = {}

@@ -274,9 +274,9 @@ def sweep(args):
     """Runs the sweep of parsed `args`; returns the folder and the results."""
     folder, configs = sweep_configs(args)
     files.check_writable(folder, "sweep folder")  # Before hours of training.
+    images = validation_images(configs[0])  # Bad data: refused before the folder appears.
     # Its tables and pictures have one writer; each run below has its own lock.
     with lock.hold(folder, "keras-vae sweep", subfolders=False):
-        images = validation_images(configs[0])  # Also checks the data before any run.
         results = run_all(configs, verbose=0 if args.quiet else 1)
         write_reports(folder, configs[0]["data"]["source"], images, results)
     print(f"Sweep results: {folder / 'results.md'}\n"

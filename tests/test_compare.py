@@ -7,12 +7,14 @@ models, not trusted from the report.
 
 import json
 import math
+import os
 import re
 
 import keras
 import numpy as np
 import pytest
 
+from export import lock
 from keras_vae import data as data_lib
 from pipelines import compare
 from pipelines import config as config_lib
@@ -183,9 +185,6 @@ def test_labels_draw_every_symbol_of_the_objectives():
 
 
 def test_a_second_comparison_of_one_name_is_refused(compared, tmp_path):
-    import os
-
-    from export import lock
     config, folder, _ = compared
     assert not (folder / ".lock").exists()  # The first one released and removed it.
     config = {**config, "train": {**config["train"], "output_dir": str(tmp_path)}}

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_vae
+from keras_vae import compiled
 from keras_vae import diagnostics
 from keras_vae import evaluation
 
@@ -128,7 +129,6 @@ def test_epoch_metrics_are_means_over_images_with_a_partial_last_batch(digits):
     (2e19, False),  # its square overflows: Adam's second moment could not hold it
 ])
 def test_finite_step_is_false_for_any_non_finite_gradient_value(bad, expected):
-    from keras_vae import compiled
     grads = [tf.ones((3, 4)), None, tf.zeros((5,))]
     if bad is not None:
         grads[0] = tf.tensor_scatter_nd_update(grads[0], [[2, 1]], [bad])

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import os
 
 import pytest
 import tensorflow as tf
@@ -12,6 +13,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins.hparams import metadata
 
+from export import lock
 from keras_vae import monitoring
 from pipelines import sweep
 
@@ -129,9 +131,6 @@ def test_a_sweep_needs_validation_data(tmp_path, capsys):
 
 
 def test_a_second_sweep_of_one_name_is_refused_in_one_line(tmp_path, capsys):
-    import os
-
-    from export import lock
     folder = tmp_path / "sweep"
     with lock.hold(folder, "keras-vae sweep"):
         assert sweep.main([*TINY, "--betas", "1", "--output-dir", str(tmp_path)]) == 2
@@ -139,3 +138,10 @@ def test_a_second_sweep_of_one_name_is_refused_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1, err
     assert f"{folder} is in use by keras-vae sweep (pid {os.getpid()}, " in err
     assert sorted(p.name for p in folder.iterdir()) == []  # Nothing trained; lock removed.
+
+
+def test_a_missing_data_folder_is_refused_before_the_sweep_folder_appears(tmp_path, capsys):
+    argv = [*TINY, "--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]
+    assert sweep.main(argv) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -88,17 +88,21 @@ def _initializing(name):
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """A post-import hook: once `keras` and `tensorflow` have both run, our
-    classes are registered, before the user's next line can load a file.
+    """A post-import hook: once `keras` and `tensorflow` have both run, and
+    no module of ours is half-imported, our classes are registered, before
+    the user's next line can load a file.
 
-    Each imports the other, so it fires when the outer of the two finishes
-    (the inner one is complete then, the outer executed; registering imports
-    it again, which the importer's re-entrant module lock allows)."""
+    It watches Keras, TensorFlow and our own modules, and the import that
+    ends last registers. Keras and TensorFlow import each other, and ours
+    import Keras at their top (`import keras_vae.vae` first in a process):
+    registering imports our other modules, which would meet the one whose
+    `import keras` just ended half-initialized. The importer's re-entrant
+    module lock lets registering import again what just executed."""
 
     PACKAGES = ("keras", "tensorflow")
 
     def find_spec(self, name, path=None, target=None):
-        if name not in self.PACKAGES:
+        if name not in self.PACKAGES and not name.startswith(f"{__name__}."):
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -107,13 +111,20 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            others = [p for p in self.PACKAGES if p != name]
-            if self in sys.meta_path and all(
-                    p in sys.modules and not _initializing(p) for p in others):
+            if self in sys.meta_path and _ready(finished=name):
                 register_serializables()
 
         spec.loader.exec_module = exec_module
         return spec
+
+
+def _ready(finished):
+    """Keras and TensorFlow imported, and no module of ours half-imported,
+    `finished` (whose execution just ended) aside."""
+    packages = _RegisterAfterKeras.PACKAGES
+    ours = [m for m in list(sys.modules) if m.startswith(f"{__name__}.")]
+    return all(p in sys.modules for p in packages) and not any(
+        _initializing(m) for m in [*packages, *ours] if m != finished)
 
 
 if "keras" in sys.modules:  # Keras is paid for already: register now, as an eager import would.

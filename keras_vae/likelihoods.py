@@ -42,6 +42,8 @@ tfd = tfp.distributions
 _PACKAGE = "keras_vae"
 #: The lowest `min_log_sigma`: below σ = e^−20 (2e-9) ‖x − x̂‖²/2σ² leaves float32.
 MIN_LOG_SIGMA_LIMIT = -20.0
+#: The largest float32: a fixed σ must be below it (σ² and 1/σ² are float32).
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def scalar_weight(layer, name, value=0.0, trainable=False, aggregation=None):
@@ -205,8 +207,8 @@ class Gaussian(Likelihood):
                     f"Gaussian sigma must be a positive number, 'learned' or "
                     f"'optimal'; got {sigma!r}."
                 )
-        elif not sigma > 0:
-            raise ValueError(f"Gaussian sigma must be > 0, got {sigma!r}.")
+        elif not 0 < sigma < FLOAT32_MAX:  # Also NaN and inf.
+            raise ValueError(f"Gaussian sigma must be > 0 and finite in float32, got {sigma!r}.")
         elif math.log(sigma) < self.min_log_sigma:
             raise ValueError(
                 f"Gaussian sigma {sigma:g} is below the floor e^{self.min_log_sigma:g} = "

@@ -90,17 +90,6 @@ def validate(config, names=None):
             raise ValueError(f"{name(key)} must be {allowed}, got {_shown(value)}")
     _check_names_and_seeds(config, name)
     config["beta"] = beta_lib.resolve(config["beta"], BETA_DEFAULTS, names)
-    likelihood = config["model"]["likelihood"]
-    if likelihood.startswith("gaussian:"):
-        try:
-            sigma = float(likelihood.partition(":")[2])
-        except ValueError:
-            sigma = None
-        if sigma is None or not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(
-                f"{name('model.likelihood')} gaussian:SIGMA needs a pixel noise sigma > 0 "
-                f"(e.g. gaussian:0.1), got {likelihood!r}"
-            )
     low, high = (config["beta"].get(k) for k in ("beta_min", "beta_max"))
     if None not in (low, high) and low > high:
         raise ValueError(

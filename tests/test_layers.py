@@ -137,7 +137,12 @@ def test_a_saved_model_loads_after_import_keras_vae(tmp_path):
     for imports in ("import keras, keras_vae",  # Keras first: registered at import.
                     "import keras_vae, keras",  # Ours first: registered once Keras is.
                     "import keras_vae, tensorflow, keras",
-                    "import keras_vae, keras; keras_vae.register_serializables()"):
+                    "import keras_vae, keras; keras_vae.register_serializables()",
+                    # A module of ours first: its own `import keras` ends while it is
+                    # half-imported, so registering waits for it to finish.
+                    "import keras_vae.vae, keras",
+                    "from keras_vae.likelihoods import Gaussian; import keras",
+                    "import keras_vae.steps, keras"):
         script = f"{imports}; import sys; print(type(keras.saving.load_model(sys.argv[1])).__name__)"
         result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                                 text=True, cwd=REPO, timeout=120)

@@ -167,8 +167,9 @@ def test_bad_likelihood_arguments_say_what_to_do():
     for bad in ("discretized_logistic_mixture:0", "discretized_logistic_mixture:two"):
         with pytest.raises(ValueError, match="whole number of components >= 1"):
             likelihoods.get(bad)
-    with pytest.raises(ValueError, match="must be > 0"):
-        likelihoods.get("gaussian:-0.1")
+    for bad in ("gaussian:-0.1", "gaussian:inf", "gaussian:nan", "gaussian:1e39"):
+        with pytest.raises(ValueError, match="must be > 0 and finite in float32"):
+            likelihoods.get(bad)
     with pytest.raises(ValueError, match="below the floor"):
         likelihoods.get("gaussian:1e-3")
     with pytest.raises(ValueError, match="must be > 0"):

@@ -191,7 +191,9 @@ def test_no_restorable_checkpoint_says_how_to_restart(tmp_path, capsys):
     (["--image-size", "10"], "--image-size (data.image_size) must be divisible by 2^2 = 4 "
                              "(one halving per --filters (model.filters) entry), got 10"),
     (["--latent-dim", "0"], "--latent-dim (model.latent_dim) must be >= 1, got 0"),
-    (["--likelihood", "gaussian:-0.1"], "gaussian:SIGMA needs a pixel noise sigma > 0"),
+    (["--likelihood", "gaussian:-0.1"], "--likelihood (model.likelihood): Gaussian sigma must "
+                                        "be > 0 and finite in float32, got -0.1"),
+    (["--likelihood", "gaussian:inf"], "must be > 0 and finite in float32, got inf"),
     (["--likelihood", "bernouli"], "--likelihood (model.likelihood): Unknown likelihood "
                                    "'bernouli': use one of"),
     (["--likelihood", "discretized_logistic_mixture:0"], "whole number of components >= 1"),

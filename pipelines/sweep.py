@@ -274,7 +274,9 @@ def sweep(args):
     """Runs the sweep of parsed `args`; returns the folder and the results."""
     folder, configs = sweep_configs(args)
     files.check_writable(folder, "sweep folder")  # Before hours of training.
-    images = validation_images(configs[0])  # Bad data: refused before the folder appears.
+    # A bad likelihood or data set is refused before the folder appears.
+    train_lib.check_likelihood(configs[0])  # Every run has the same one.
+    images = validation_images(configs[0])
     # Its tables and pictures have one writer; each run below has its own lock.
     with lock.hold(folder, "keras-vae sweep", subfolders=False):
         results = run_all(configs, verbose=0 if args.quiet else 1)

@@ -102,7 +102,7 @@ def _save_images(model, images, train_images, folder, seed):
         plotting.save_png(grid, folder / runfolder.IMAGES / f"{name}.png")
 
 
-def _check_likelihood(config):
+def check_likelihood(config):
     """Raises the likelihood's own one-line ValueError, naming the flag, before
     any data is read (preparing a folder can take minutes): a misspelt name,
     a mixture of 0 components, a σ below its floor."""
@@ -173,7 +173,7 @@ def _setup(config, strategy, out, say):
     the run folder `out` is writable and has room for the run's models. The
     config is good once this returns: only then does the run folder appear."""
     t = config["train"]
-    _check_likelihood(config)
+    check_likelihood(config)
     memory.check(config)
     # Before any data: tf.data's seeded shuffles also read TensorFlow's global seed.
     keras.utils.set_random_seed(t["seed"])

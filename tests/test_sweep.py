@@ -145,3 +145,11 @@ def test_a_missing_data_folder_is_refused_before_the_sweep_folder_appears(tmp_pa
     assert sweep.main(argv) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_likelihood_is_refused_before_the_sweep_folder_appears(tmp_path, capsys):
+    argv = [*TINY, "--likelihood", "gaussian:-1", "--output-dir", str(tmp_path / "out")]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Gaussian sigma must be > 0" in err, err
+    assert not (tmp_path / "out").exists()

@@ -4,8 +4,9 @@ Every command that writes into a run folder (`train`, `evaluate`, `export`,
 and `sweep`/`demo` through them) holds `RUN/.lock` (`fcntl.flock`, exclusive)
 while it runs; `sweep` and `compare` also hold their own folder's. The file
 holds the holder's pid, command and start time, so a second command is
-refused in one line naming it; it is removed when the command ends. The kernel drops the lock when its holder dies, even by
-kill -9, so a stale lock file (its holder gone) is taken over, with a note.
+refused in one line naming it; it is removed when the command ends. The
+kernel drops the lock when its holder dies, even by kill -9, so a stale lock
+file (its holder gone) is taken over, with a note.
 Once it holds the lock, a command deletes the temporary files and folders
 that a killed command left in the run (see `keras_vae.files.remove_leftovers`):
 no one else writes there.

@@ -9,7 +9,6 @@ once per entry of `filters`, at that entry's width.
 import keras
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import logistic_mixture  # noqa: F401  # Registers its likelihood with Keras.
 from keras_vae import precision as precision_lib
 from keras_vae import resnet
 from keras_vae.vae import VAE

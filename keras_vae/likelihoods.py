@@ -29,6 +29,7 @@ therefore sound: it is choosing the observation noise. `Gaussian(sigma="learned"
 (σ-VAE, Rybkin et al. 2021) lets the data choose it instead.
 """
 
+import importlib
 import math
 
 import keras
@@ -297,6 +298,9 @@ _NAMES = {
 #: Families of likelihoods named by modules of their own (`register`):
 #: name -> (factory of the text after ":", how a message spells the name).
 _FAMILIES = {}
+#: The modules that `register` a family; `get` imports them (they import
+#: this module, so not at its top).
+_FAMILY_MODULES = ("keras_vae.logistic_mixture",)
 
 
 def register(name, factory, spelling):
@@ -315,7 +319,8 @@ def get(identifier):
     `register`: "discretized_logistic_mixture" (5 components) or
     "discretized_logistic_mixture:<K>" (`keras_vae.logistic_mixture`).
     """
-
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
     if isinstance(identifier, Likelihood):
         return identifier
     if isinstance(identifier, dict):

@@ -155,8 +155,9 @@ def measure(model, dataset, seed=0):
 
 
 class LearningCurve(keras.callbacks.Callback):
-    """PSNR (dB, `evaluation.psnr` of the mean MSE) of the training views and of the held-out views at
-    step 0 and every `every` steps of a one-epoch `fit`, into `self.points`."""
+    """PSNR (dB, `evaluation.psnr` of the mean MSE) of the training views and
+    of the held-out views at step 0 and every `every` steps of a one-epoch
+    `fit`, into `self.points`."""
 
     def __init__(self, sets, every, steps):
         super().__init__()

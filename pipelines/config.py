@@ -256,7 +256,8 @@ def model_spec(config, image_shape, **changes):
     spec = ModelSpec(
         tuple(int(s) for s in image_shape), latent_dim=m["latent_dim"],
         likelihood=m["likelihood"], filters=tuple(m["filters"]), kernel_size=m["kernel_size"],
-        architecture=m["architecture"], precision=t["precision"], free_bits=m["free_bits"], kl=m["kl"], seed=t["seed"],
+        architecture=m["architecture"], precision=t["precision"], free_bits=m["free_bits"],
+        kl=m["kl"], seed=t["seed"],
     )
     return dataclasses.replace(spec, **changes)
 

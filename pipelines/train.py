@@ -106,7 +106,6 @@ def check_likelihood(config):
     """Raises the likelihood's own one-line ValueError, naming the flag, before
     any data is read (preparing a folder can take minutes): a misspelt name,
     a mixture of 0 components, a σ below its floor."""
-    keras_vae.register_serializables()  # The mixture's module registers its name.
     try:
         keras_vae.likelihoods.get(config["model"]["likelihood"])
     except ValueError as error:
